@@ -1,0 +1,638 @@
+"""``BatchedPredictor`` and ``BatchedTransformer``: the scikit-learn face.
+
+These classes hold parameters, fit a clone of the wrapped estimator, delegate
+methods so that ``hasattr`` tells the truth, and copy the wrapped estimator's
+tags. Execution itself lives in :mod:`skbatch._engine`.
+"""
+
+from __future__ import annotations
+
+from copy import deepcopy
+from numbers import Integral
+from typing import ClassVar
+
+from sklearn.base import (
+    ClassifierMixin,
+    MetaEstimatorMixin,
+    RegressorMixin,
+    TransformerMixin,
+    _fit_context,
+    clone,
+)
+from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.pipeline import Pipeline
+from sklearn.utils._param_validation import HasMethods, StrOptions
+from sklearn.utils._set_output import _safe_set_output
+from sklearn.utils._tags import get_tags
+from sklearn.utils.metadata_routing import (
+    MetadataRouter,
+    MethodMapping,
+    _routing_enabled,
+    process_routing,
+)
+from sklearn.utils.metaestimators import available_if
+
+from skbatch import _engine
+from skbatch._base import SkbatchEstimator
+
+#: Methods whose metadata is routed to the same method of the wrapped estimator.
+_ROUTED_METHODS = (
+    "fit",
+    "predict",
+    "predict_proba",
+    "predict_log_proba",
+    "decision_function",
+    "score",
+    "transform",
+    "inverse_transform",
+)
+
+
+def _is_fitted_frozen(estimator) -> bool:
+    return isinstance(estimator, FrozenEstimator) and estimator.__sklearn_is_fitted__()
+
+
+def _estimator_has(attr):
+    """Check the fitted estimator if there is one, else the unfitted one."""
+
+    def check(self):
+        return hasattr(getattr(self, "estimator_", self.estimator), attr)
+
+    return check
+
+
+def _row_wise_score_metric(estimator):
+    """The metric behind ``estimator.score`` when it is computed from ``predict``.
+
+    Accuracy for scikit-learn classifiers, R² for regressors, seen through
+    ``FrozenEstimator`` and ``Pipeline``. None for anything else (clusterers,
+    density estimators, custom ``score`` methods): those are scored serially.
+    """
+    while True:
+        if isinstance(estimator, FrozenEstimator):
+            estimator = estimator.estimator
+        elif (
+            isinstance(estimator, Pipeline) and type(estimator).score is Pipeline.score
+        ):
+            estimator = estimator.steps[-1][1]
+        else:
+            break
+    score = getattr(type(estimator), "score", None)
+    if score is ClassifierMixin.score:
+        return accuracy_score
+    if score is RegressorMixin.score:
+        return r2_score
+    return None
+
+
+class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
+    """Run an estimator's inference methods over batches of rows, in parallel.
+
+    ``fit`` fits a clone of ``estimator`` (serially). ``predict``,
+    ``predict_proba``, ``predict_log_proba``, ``decision_function``,
+    ``score_samples``, ``transform`` and ``score`` exist exactly when the wrapped
+    estimator has them, and return what it would return on the whole input:
+    same values, dtype, shape, row order and container. The input is split into
+    contiguous batches, one per worker by default, each processed in sub-chunks
+    so memory stays bounded and progress moves smoothly.
+
+    To batch-predict with a model you already trained, wrap it in
+    :class:`sklearn.frozen.FrozenEstimator`; no ``fit`` is needed then::
+
+        BatchedPredictor(FrozenEstimator(model), n_jobs=-1).predict(X_big)
+
+    Parameters
+    ----------
+    estimator : estimator object
+        The estimator or pipeline to wrap. Its inference methods must be
+        row-wise: the output for a row depends only on that row.
+
+    n_jobs : int, default=None
+        Number of workers. ``None`` means 1 unless in a
+        :func:`joblib.parallel_config` context; ``-1`` means all processors.
+
+    batch_size : int, default=None
+        Rows per batch. ``None`` splits the rows evenly, one batch per worker.
+        This counts rows; it is not joblib's ``batch_size``.
+
+    backend : str, default=None
+        joblib backend (``"loky"``, ``"threading"``, ``"multiprocessing"`` or
+        one registered with joblib). ``None`` uses the backend of a surrounding
+        :func:`joblib.parallel_config`, else joblib's default (loky).
+
+    progress : bool or {"overall", "workers"}, default=False
+        Draw a ``tqdm.auto`` progress bar counting completed rows: ``True`` or
+        ``"overall"`` draws one bar, ``"workers"`` adds one bar per worker.
+
+    verbose : int, default=0
+        Print how each call is executed when > 0.
+
+    Attributes
+    ----------
+    estimator_ : estimator object
+        The fitted clone of ``estimator`` (``estimator`` itself when it is a
+        ``FrozenEstimator``).
+
+    classes_ : ndarray of shape (n_classes,)
+        Class labels, for classifiers.
+
+    n_features_in_ : int
+        Number of features seen during ``fit``, when the estimator records it.
+
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Feature names seen during ``fit``, when the estimator records them.
+
+    See Also
+    --------
+    BatchedTransformer : The same, shaped as a transformer for pipelines.
+
+    Notes
+    -----
+    The first rows of every call run in the calling process before any worker
+    starts. If they fail, the estimator is called once on the whole input, so
+    bad input raises exactly the error the estimator raises on its own. When
+    the remaining rows would take less than about 0.2 s serially, and no
+    ``batch_size`` is set, they run in-process too: starting workers would cost
+    more than it saves.
+
+    ``score`` predicts in batches, then applies accuracy (classifiers) or R²
+    (regressors). Estimators with any other ``score`` are scored serially.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.neighbors import KNeighborsClassifier
+    >>> from skbatch import BatchedPredictor
+    >>> X, y = load_iris(return_X_y=True)
+    >>> model = BatchedPredictor(KNeighborsClassifier(), n_jobs=2, batch_size=50)
+    >>> model.fit(X, y).predict(X[:3])
+    array([0, 0, 0])
+    >>> model.score(X, y)
+    0.966...
+    """
+
+    _parameter_constraints: ClassVar[dict] = {
+        "estimator": [HasMethods(["fit"])],
+        "n_jobs": [Integral, None],
+        "batch_size": [Integral, None],
+        "backend": [str, None, HasMethods(["configure"])],
+        "progress": ["boolean", StrOptions({"overall", "workers"})],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        estimator,
+        *,
+        n_jobs=None,
+        batch_size=None,
+        backend=None,
+        progress=False,
+        verbose=0,
+    ):
+        self.estimator = estimator
+        self.n_jobs = n_jobs
+        self.batch_size = batch_size
+        self.backend = backend
+        self.progress = progress
+        self.verbose = verbose
+
+    # ------------------------------------------------------------ validation
+    def _check_params(self):
+        self._validate_params()
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(
+                f"batch_size must be a positive number of rows or None, got "
+                f"{self.batch_size!r}."
+            )
+        # Resolving the backend raises joblib's own error for an unknown backend
+        # or n_jobs=0, now rather than at the first predict.
+        _engine.resolve_n_workers(self.n_jobs, self.backend)
+
+    def _fitted_estimator(self):
+        if hasattr(self, "estimator_"):
+            return self.estimator_
+        if _is_fitted_frozen(self.estimator):
+            return self.estimator
+        raise NotFittedError(
+            f"This {type(self).__name__} instance is not fitted yet. Call 'fit' "
+            "with appropriate arguments first, or wrap an already fitted model in "
+            "sklearn.frozen.FrozenEstimator to use it without fitting."
+        )
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "estimator_") or _is_fitted_frozen(self.estimator)
+
+    def _progress_mode(self):
+        if self.progress is True or self.progress == "overall":
+            return "overall"
+        return "workers" if self.progress == "workers" else None
+
+    def _route(self, method, params):
+        if _routing_enabled():
+            return process_routing(self, method, **params).estimator[method]
+        return params
+
+    # -------------------------------------------------------------------- fit
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y=None, **fit_params):
+        """Fit a clone of the wrapped estimator.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs), \
+                default=None
+            Targets, if the estimator needs them.
+
+        **fit_params : dict
+            Passed to the wrapped estimator's ``fit`` (routed when metadata
+            routing is enabled).
+
+        Returns
+        -------
+        self : object
+            The fitted meta-estimator.
+        """
+        self._check_params()
+        params = self._route("fit", fit_params)
+        self.estimator_ = clone(self.estimator)
+        self.estimator_.fit(X, y, **params)
+        return self
+
+    def _batched(self, method, X, params):
+        self._check_params()
+        estimator = self._fitted_estimator()
+        return _engine.run(
+            estimator,
+            method,
+            X,
+            params,
+            n_jobs=self.n_jobs,
+            backend=self.backend,
+            batch_size=self.batch_size,
+            progress=self._progress_mode(),
+            verbose=self.verbose,
+            label=f"{type(estimator).__name__}.{method}",
+        )
+
+    # ---------------------------------------------------------------- methods
+    @available_if(_estimator_has("predict"))
+    def predict(self, X, **params):
+        """Predict with the wrapped estimator, batch by batch.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input rows.
+
+        **params : dict
+            Passed to every call of the wrapped ``predict``.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            What ``estimator.predict(X)`` returns.
+        """
+        return self._batched("predict", X, self._route("predict", params))
+
+    @available_if(_estimator_has("predict_proba"))
+    def predict_proba(self, X, **params):
+        """Class probabilities from the wrapped estimator, batch by batch.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input rows.
+
+        **params : dict
+            Passed to every call of the wrapped ``predict_proba``.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes) or list of such arrays
+            What ``estimator.predict_proba(X)`` returns.
+        """
+        return self._batched("predict_proba", X, self._route("predict_proba", params))
+
+    @available_if(_estimator_has("predict_log_proba"))
+    def predict_log_proba(self, X, **params):
+        """Log class probabilities from the wrapped estimator, batch by batch.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input rows.
+
+        **params : dict
+            Passed to every call of the wrapped ``predict_log_proba``.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            What ``estimator.predict_log_proba(X)`` returns.
+        """
+        return self._batched(
+            "predict_log_proba", X, self._route("predict_log_proba", params)
+        )
+
+    @available_if(_estimator_has("decision_function"))
+    def decision_function(self, X, **params):
+        """Decision function of the wrapped estimator, batch by batch.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input rows.
+
+        **params : dict
+            Passed to every call of the wrapped ``decision_function``.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            What ``estimator.decision_function(X)`` returns.
+        """
+        return self._batched(
+            "decision_function", X, self._route("decision_function", params)
+        )
+
+    @available_if(_estimator_has("score_samples"))
+    def score_samples(self, X, **params):
+        """Per-sample scores of the wrapped estimator, batch by batch.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input rows.
+
+        **params : dict
+            Passed to every call of the wrapped ``score_samples``.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+            What ``estimator.score_samples(X)`` returns.
+        """
+        return self._batched("score_samples", X, params)
+
+    @available_if(_estimator_has("transform"))
+    def transform(self, X, **params):
+        """Transform with the wrapped estimator, batch by batch.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input rows.
+
+        **params : dict
+            Passed to every call of the wrapped ``transform``.
+
+        Returns
+        -------
+        X_out : ndarray, sparse matrix or DataFrame of shape (n_samples, ...)
+            What ``estimator.transform(X)`` returns, in the same container.
+        """
+        return self._batched("transform", X, self._route("transform", params))
+
+    @available_if(_estimator_has("score"))
+    def score(self, X, y=None, sample_weight=None, **params):
+        """Score the wrapped estimator on ``X`` and ``y``.
+
+        Accuracy (classifiers) and R² (regressors) are computed from batched
+        predictions; any other ``score`` runs serially on the whole input.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input rows.
+
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs), \
+                default=None
+            True targets.
+
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        **params : dict
+            Passed to the wrapped ``score``; when given, scoring runs serially.
+
+        Returns
+        -------
+        score : float
+            What ``estimator.score(X, y, sample_weight=sample_weight)`` returns.
+        """
+        estimator = self._fitted_estimator()
+        params = self._route("score", params)
+        metric = None if params else _row_wise_score_metric(estimator)
+        if metric is None:
+            if sample_weight is not None:
+                params["sample_weight"] = sample_weight
+            return estimator.score(X, y, **params)
+        y_pred = self._batched("predict", X, {})
+        return float(metric(y, y_pred, sample_weight=sample_weight))
+
+    # ------------------------------------------------------------- delegation
+    @property
+    def classes_(self):
+        """Class labels of the wrapped classifier."""
+        return self._fitted_estimator().classes_
+
+    @property
+    def n_features_in_(self):
+        """Number of features seen during fit."""
+        return self._fitted_estimator().n_features_in_
+
+    @property
+    def feature_names_in_(self):
+        """Names of features seen during fit."""
+        return self._fitted_estimator().feature_names_in_
+
+    def get_metadata_routing(self):
+        """Get metadata routing of this object.
+
+        Every method routes its metadata to the same method of the wrapped
+        estimator.
+
+        Returns
+        -------
+        routing : MetadataRouter
+            A :class:`~sklearn.utils.metadata_routing.MetadataRouter`
+            encapsulating routing information.
+        """
+        mapping = MethodMapping()
+        for method in _ROUTED_METHODS:
+            mapping.add(caller=method, callee=method)
+        return MetadataRouter(owner=self).add(
+            estimator=self.estimator, method_mapping=mapping
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        inner = get_tags(self.estimator)
+        tags.estimator_type = inner.estimator_type
+        tags.input_tags = deepcopy(inner.input_tags)
+        tags.target_tags = deepcopy(inner.target_tags)
+        tags.classifier_tags = deepcopy(inner.classifier_tags)
+        tags.regressor_tags = deepcopy(inner.regressor_tags)
+        tags.transformer_tags = deepcopy(inner.transformer_tags)
+        tags.non_deterministic = inner.non_deterministic
+        return tags
+
+
+class BatchedTransformer(
+    TransformerMixin, BatchedPredictor, auto_wrap_output_keys=None
+):
+    """A :class:`BatchedPredictor` shaped as a transformer, for pipeline steps.
+
+    Adds ``fit_transform``, ``inverse_transform`` (when the wrapped estimator
+    has it), ``get_feature_names_out`` and ``set_output`` to everything
+    :class:`BatchedPredictor` offers.
+
+    Parameters
+    ----------
+    estimator : estimator object
+        The transformer (or pipeline) to wrap. Its ``transform`` must be
+        row-wise.
+
+    n_jobs : int, default=None
+        Number of workers. ``None`` means 1 unless in a
+        :func:`joblib.parallel_config` context; ``-1`` means all processors.
+
+    batch_size : int, default=None
+        Rows per batch. ``None`` splits the rows evenly, one batch per worker.
+
+    backend : str, default=None
+        joblib backend; ``None`` uses the active one.
+
+    progress : bool or {"overall", "workers"}, default=False
+        Draw ``tqdm.auto`` progress bars counting completed rows.
+
+    verbose : int, default=0
+        Print how each call is executed when > 0.
+
+    Attributes
+    ----------
+    estimator_ : estimator object
+        The fitted clone of ``estimator``.
+
+    n_features_in_ : int
+        Number of features seen during ``fit``, when the estimator records it.
+
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Feature names seen during ``fit``, when the estimator records them.
+
+    See Also
+    --------
+    BatchedPredictor : Batched inference for any estimator.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from skbatch import BatchedTransformer
+    >>> X = np.arange(12.0).reshape(6, 2)
+    >>> scaler = BatchedTransformer(StandardScaler(), n_jobs=2, batch_size=2)
+    >>> scaler.fit_transform(X)[:2]
+    array([[-1.46..., -1.46...],
+           [-0.87..., -0.87...]])
+    >>> scaler.get_feature_names_out()
+    array(['x0', 'x1'], dtype=object)
+    """
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit_transform(self, X, y=None, **fit_params):
+        """Fit the wrapped transformer, then transform ``X``.
+
+        When the wrapped estimator's ``fit_transform`` is scikit-learn's default
+        (``fit`` then ``transform``), the transform runs in batches. An estimator
+        with its own ``fit_transform`` (``Pipeline``, ``PCA``, ...) is called
+        directly, since its result may differ from ``fit`` then ``transform``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+
+        y : array-like of shape (n_samples,), default=None
+            Targets, if the estimator needs them.
+
+        **fit_params : dict
+            Passed to the wrapped estimator's ``fit``.
+
+        Returns
+        -------
+        X_out : ndarray, sparse matrix or DataFrame of shape (n_samples, ...)
+            The transformed training data.
+        """
+        own = getattr(type(self.estimator), "fit_transform", None)
+        if own is None or own is TransformerMixin.fit_transform:
+            return self.fit(X, y, **fit_params).transform(X)
+        self._check_params()
+        params = self._route("fit", fit_params)
+        self.estimator_ = clone(self.estimator)
+        return self.estimator_.fit_transform(X, y, **params)
+
+    @available_if(_estimator_has("inverse_transform"))
+    def inverse_transform(self, X, **params):
+        """Inverse-transform with the wrapped estimator, batch by batch.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_out)
+            Transformed rows.
+
+        **params : dict
+            Passed to every call of the wrapped ``inverse_transform``.
+
+        Returns
+        -------
+        X_original : ndarray of shape (n_samples, n_features)
+            What ``estimator.inverse_transform(X)`` returns.
+        """
+        return self._batched(
+            "inverse_transform", X, self._route("inverse_transform", params)
+        )
+
+    @available_if(_estimator_has("get_feature_names_out"))
+    def get_feature_names_out(self, input_features=None):
+        """Output feature names of the wrapped transformer.
+
+        Parameters
+        ----------
+        input_features : array-like of str, default=None
+            Input feature names, as the wrapped ``get_feature_names_out`` takes.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+            Transformed feature names.
+        """
+        return self._fitted_estimator().get_feature_names_out(input_features)
+
+    def set_output(self, *, transform=None):
+        """Set the output container of ``transform`` and ``fit_transform``.
+
+        The setting is passed on to the wrapped estimator (and its fitted clone),
+        which produces each batch's output; batches are then joined in the same
+        container.
+
+        Parameters
+        ----------
+        transform : {"default", "pandas", "polars"}, default=None
+            Output container; None leaves the configuration unchanged.
+
+        Returns
+        -------
+        self : estimator instance
+            This estimator.
+        """
+        _safe_set_output(self.estimator, transform=transform)
+        fitted = getattr(self, "estimator_", None)
+        if fitted is not None and fitted is not self.estimator:
+            _safe_set_output(fitted, transform=transform)
+        return self

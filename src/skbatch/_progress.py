@@ -1,0 +1,167 @@
+"""Progress bars in the parent, fed with completed row counts from the workers.
+
+Workers never draw: after each sub-chunk they put ``(worker, rows)`` on a queue,
+and a listener thread in the parent moves the bars. Thread backends share a plain
+in-memory queue; process backends get a queue served by a manager process that
+is started once, on first use, with loky's spawn context (no ``__main__`` guard
+needed, no fork after OpenMP). Everything a monitor starts is torn down when it
+exits: on success, on error and on ``KeyboardInterrupt``.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import threading
+
+from tqdm.auto import tqdm
+
+#: How long teardown waits for the listener thread before giving up on it.
+_JOIN_TIMEOUT = 5.0
+
+_manager = None
+_manager_lock = threading.Lock()
+
+
+def _shared_manager():
+    """The process-wide queue manager, started on first use."""
+    global _manager
+    with _manager_lock:
+        if _manager is None or not _manager._process.is_alive():
+            from joblib.externals.loky.backend.context import get_context
+
+            _manager = get_context("loky").Manager()
+    return _manager
+
+
+class ProgressReporter:
+    """What workers call after each sub-chunk: ``reporter(n_rows)``.
+
+    Picklable when its queue is (a manager queue). Reporting never raises:
+    a broken channel only stops the bars, never the computation.
+    """
+
+    def __init__(self, channel=None):
+        self._channel = channel
+
+    def __getstate__(self):
+        # The channel travels as bytes so that a worker which cannot reach the
+        # manager (a remote backend) loses its bars, not its task.
+        return {"channel": pickle.dumps(self._channel)}
+
+    def __setstate__(self, state):
+        try:
+            self._channel = pickle.loads(state["channel"])
+        except Exception:
+            self._channel = None
+
+    def __call__(self, n_rows: int) -> None:
+        if self._channel is None:
+            return
+        try:
+            self._channel.put((os.getpid(), threading.get_ident(), n_rows))
+        except Exception:
+            self._channel = None
+
+    def close(self) -> None:
+        """Stop reporting; late calls from still-running threads are dropped."""
+        self._channel = None
+
+
+class ProgressMonitor:
+    """Context manager owning the bars, the queue and the listener thread.
+
+    Parameters
+    ----------
+    total : int
+        Rows the overall bar counts up to.
+    mode : {None, "overall", "workers"}
+        None draws nothing (the reporter is a no-op), "overall" one bar,
+        "workers" the overall bar plus one bar per worker.
+    n_workers : int
+        Number of per-worker bars for ``mode="workers"``.
+    cross_process : bool
+        Whether reports come from other processes (then a manager queue is used).
+    desc : str
+        Label of the overall bar.
+    """
+
+    def __init__(self, total, *, mode, n_workers=1, cross_process=False, desc=None):
+        self.total = total
+        self.mode = mode
+        self.n_workers = n_workers
+        self.cross_process = cross_process
+        self.desc = desc
+        self.reporter = ProgressReporter()
+        self._thread = None
+        self._queue = None
+        self._bars = []
+
+    def __enter__(self):
+        if self.mode is None:
+            return self
+        self._queue = (
+            _shared_manager().Queue() if self.cross_process else queue.SimpleQueue()
+        )
+        # Bars are created here, in the caller's thread: notebook widgets must
+        # not be displayed from the listener thread.
+        self._overall = tqdm(total=self.total, desc=self.desc, unit="rows")
+        self._bars = [self._overall]
+        self._worker_bars = {}
+        self._free_bars = []
+        if self.mode == "workers":
+            self._free_bars = [
+                tqdm(desc=f"  worker {i}", unit="rows", position=i + 1, leave=False)
+                for i in range(self.n_workers)
+            ]
+            self._bars.extend(self._free_bars)
+            self._free_bars.reverse()
+        # Rows done by the calling thread count only in the overall bar.
+        self._worker_bars[(os.getpid(), threading.get_ident())] = None
+        self.reporter = ProgressReporter(self._queue)
+        self._thread = threading.Thread(
+            target=self._listen, name="skbatch-progress", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def _listen(self) -> None:
+        while True:
+            try:
+                message = self._queue.get()
+            except Exception:
+                return  # the manager went away; nothing more will arrive
+            if message is None:
+                return
+            pid, thread, n_rows = message
+            self._overall.update(n_rows)
+            key = (pid, thread)
+            if key not in self._worker_bars:
+                self._worker_bars[key] = (
+                    self._free_bars.pop() if self._free_bars else None
+                )
+            bar = self._worker_bars[key]
+            if bar is not None:
+                bar.update(n_rows)
+
+    def __exit__(self, exc_type, exc, tb):
+        self.reporter.close()
+        try:
+            if self._thread is not None:
+                try:
+                    self._queue.put(None)
+                except Exception:
+                    pass  # listener exits on its own when the queue is gone
+                self._thread.join(_JOIN_TIMEOUT)
+        finally:
+            for bar in reversed(self._bars):
+                bar.close()
+            self._thread = None
+            self._queue = None
+        return False
+
+    @property
+    def listening(self) -> bool:
+        """Whether the listener thread is running."""
+        return self._thread is not None and self._thread.is_alive()
