@@ -54,6 +54,13 @@ def _is_fitted_frozen(estimator) -> bool:
     return isinstance(estimator, FrozenEstimator) and estimator.__sklearn_is_fitted__()
 
 
+def _display_name(estimator) -> str:
+    """Class name shown in bars and notes; a FrozenEstimator shows its model's."""
+    if isinstance(estimator, FrozenEstimator):
+        estimator = estimator.estimator
+    return type(estimator).__name__
+
+
 def _estimator_has(attr):
     """Check the fitted estimator if there is one, else the unfitted one."""
 
@@ -277,7 +284,7 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
             batch_size=self.batch_size,
             progress=self._progress_mode(),
             verbose=self.verbose,
-            label=f"{type(estimator).__name__}.{method}",
+            label=f"{_display_name(estimator)}.{method}",
         )
 
     # ---------------------------------------------------------------- methods

@@ -1,0 +1,72 @@
+from typing import ClassVar
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+
+from skbatch import _progress
+
+
+@pytest.fixture(scope="session")
+def iris():
+    X, y = load_iris(return_X_y=True)
+    # 600 rows: enough for several batches, small enough to stay fast.
+    return np.tile(X, (4, 1)), np.tile(y, 4)
+
+
+CONTAINERS = ["numpy", "memmap", "pandas", "sparse", "polars", "list"]
+
+
+def as_container(X, kind, tmp_path=None):
+    """``X`` (a float ndarray) in the named input container."""
+    if kind == "numpy":
+        return X
+    if kind == "memmap":
+        path = tmp_path / "X.dat"
+        mm = np.memmap(path, dtype=X.dtype, mode="w+", shape=X.shape)
+        mm[:] = X
+        mm.flush()
+        return np.memmap(path, dtype=X.dtype, mode="r", shape=X.shape)
+    if kind == "pandas":
+        pd = pytest.importorskip("pandas")
+        columns = [f"f{i}" for i in range(X.shape[1])]
+        # A non-default index: it must survive batching.
+        return pd.DataFrame(X, columns=columns, index=np.arange(X.shape[0]) * 3 + 7)
+    if kind == "sparse":
+        sparse = pytest.importorskip("scipy.sparse")
+        return sparse.csr_matrix(X)
+    if kind == "polars":
+        pl = pytest.importorskip("polars")
+        return pl.DataFrame({f"f{i}": X[:, i] for i in range(X.shape[1])})
+    if kind == "list":
+        return X.tolist()
+    raise ValueError(kind)
+
+
+class RecordingBar:
+    """Stands in for tqdm: records every update and whether it was closed."""
+
+    instances: ClassVar[list] = []
+
+    def __init__(self, *args, total=None, desc=None, **kwargs):
+        self.total = total
+        self.desc = desc
+        self.n = 0
+        self.updates = []
+        self.closed = False
+        RecordingBar.instances.append(self)
+
+    def update(self, n=1):
+        self.n += n
+        self.updates.append(n)
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def bars(monkeypatch):
+    """Replace tqdm in skbatch._progress; yields the list of bars created."""
+    RecordingBar.instances = []
+    monkeypatch.setattr(_progress, "tqdm", RecordingBar)
+    return RecordingBar.instances

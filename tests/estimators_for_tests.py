@@ -1,0 +1,87 @@
+"""Small estimators that make the engine's behaviour observable in tests.
+
+They live in an importable module (not in a test file) so that loky workers
+can unpickle them by reference.
+"""
+
+import os
+import threading
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+
+
+class PickleCountingClassifier(LogisticRegression):
+    """LogisticRegression that counts how often it is pickled in this process."""
+
+    n_pickles = 0
+
+    def __getstate__(self):
+        type(self).n_pickles += 1
+        return super().__getstate__()
+
+
+class WhereAmIClassifier(ClassifierMixin, BaseEstimator):
+    """Predicts, for each row, the process id and thread id that computed it."""
+
+    def fit(self, X, y=None):
+        self.classes_ = np.array([0, 1])
+        self.n_features_in_ = np.asarray(X).shape[1]
+        return self
+
+    def predict(self, X):
+        n = len(X)
+        return np.column_stack(
+            [np.full(n, os.getpid()), np.full(n, threading.get_ident() % 2**31)]
+        )
+
+
+class InterruptingClassifier(ClassifierMixin, BaseEstimator):
+    """Raises ``KeyboardInterrupt`` (or another error) on rows whose first value
+    is ``trigger``, as if the user pressed Ctrl-C in the middle of a call."""
+
+    def __init__(self, trigger=-1.0, error=KeyboardInterrupt):
+        self.trigger = trigger
+        self.error = error
+
+    def fit(self, X, y=None):
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict(self, X):
+        X = np.asarray(X)
+        if (X[:, 0] == self.trigger).any():
+            raise self.error("interrupted by the test")
+        return np.zeros(len(X), dtype=int)
+
+
+class InPlaceScaler(BaseEstimator):
+    """Writes into its input, as some user transformers do."""
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        X *= 2
+        return X
+
+
+class SlowPythonClassifier(ClassifierMixin, BaseEstimator):
+    """A pure-Python, per-row predict: slow enough to be worth parallelising."""
+
+    def __init__(self, work=2000):
+        self.work = work
+
+    def fit(self, X, y=None):
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict(self, X):
+        out = []
+        for row in np.asarray(X):
+            total = 0.0
+            for k in range(self.work):
+                total += (-1) ** k / (2 * k + 1)
+            out.append(int(row[0] > total))
+        return np.array(out)

@@ -1,0 +1,24 @@
+"""scikit-learn's estimator checks, run over several wrapped estimators."""
+
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skbatch import BatchedPredictor, BatchedTransformer
+
+ESTIMATORS = [
+    BatchedPredictor(LogisticRegression()),
+    BatchedPredictor(Ridge()),
+    BatchedTransformer(StandardScaler()),
+    BatchedPredictor(make_pipeline(StandardScaler(), KNeighborsClassifier())),
+    # Two workers with small batches, so the checks also go through joblib.
+    BatchedPredictor(LogisticRegression(), n_jobs=2, batch_size=7, backend="threading"),
+    BatchedTransformer(StandardScaler(), n_jobs=2, batch_size=7),
+]
+
+
+@parametrize_with_checks(ESTIMATORS)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)

@@ -1,0 +1,141 @@
+"""How calls execute: where rows run, how often the model is serialized."""
+
+import os
+
+import joblib
+import numpy as np
+import pytest
+from estimators_for_tests import (
+    InPlaceScaler,
+    PickleCountingClassifier,
+    SlowPythonClassifier,
+    WhereAmIClassifier,
+)
+from numpy.testing import assert_array_equal
+from sklearn.frozen import FrozenEstimator
+
+from skbatch import BatchedPredictor, BatchedTransformer, _engine
+
+
+@pytest.fixture
+def counting_model(iris):
+    X, y = iris
+    model = PickleCountingClassifier(max_iter=500).fit(X, y)
+    PickleCountingClassifier.n_pickles = 0
+    return model
+
+
+@pytest.mark.parametrize("batch_size", [None, 7, 40])
+def test_model_serialized_once_per_call_however_many_batches(
+    iris, counting_model, batch_size
+):
+    X, _ = iris
+    batched = BatchedPredictor(
+        FrozenEstimator(counting_model), n_jobs=2, batch_size=batch_size
+    )
+    # Force the parallel path for the default plan too.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_engine, "MIN_PARALLEL_SECONDS", 0.0)
+        for expected_calls in (1, 2):
+            batched.predict_proba(X)
+            # At most once per worker per call; in fact once per call.
+            assert PickleCountingClassifier.n_pickles == expected_calls
+
+
+@pytest.mark.parametrize(
+    "params", [{"n_jobs": 1}, {"n_jobs": 2, "batch_size": 7, "backend": "threading"}]
+)
+def test_model_never_serialized_in_process_or_on_threads(iris, counting_model, params):
+    X, _ = iris
+    BatchedPredictor(FrozenEstimator(counting_model), **params).predict(X)
+    assert PickleCountingClassifier.n_pickles == 0
+
+
+def _where(batched, X):
+    out = batched.predict(X)
+    return set(out[:, 0].tolist()), set(out[:, 1].tolist())
+
+
+def test_n_jobs_1_runs_in_process(iris):
+    X, _ = iris
+    pids, _ = _where(BatchedPredictor(WhereAmIClassifier(), n_jobs=1).fit(X), X)
+    assert pids == {os.getpid()}
+
+
+def test_small_fast_input_stays_in_process(iris):
+    X, _ = iris
+    # Cheap predict on 600 rows: starting workers would cost more than it saves.
+    pids, _ = _where(BatchedPredictor(WhereAmIClassifier(), n_jobs=2).fit(X), X)
+    assert pids == {os.getpid()}
+
+
+def test_slow_input_goes_to_workers(iris):
+    X, _ = iris
+    model = BatchedPredictor(SlowPythonClassifier(work=3000), n_jobs=2).fit(X)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_engine, "MIN_PARALLEL_SECONDS", 0.01)
+        out = model.predict(X)
+    assert_array_equal(out, model.estimator_.predict(X))
+
+
+def test_explicit_batch_size_uses_workers(iris):
+    X, _ = iris
+    pids, _ = _where(
+        BatchedPredictor(WhereAmIClassifier(), n_jobs=2, batch_size=50).fit(X), X
+    )
+    assert len(pids - {os.getpid()}) >= 1
+
+
+def test_parallel_config_is_honoured(iris):
+    X, _ = iris
+    batched = BatchedPredictor(WhereAmIClassifier(), batch_size=50).fit(X)
+    with joblib.parallel_config(backend="threading", n_jobs=2):
+        pids, threads = _where(batched, X)
+    assert pids == {os.getpid()}
+    assert len(threads) >= 2
+    # Outside the context, n_jobs=None means one worker: in-process.
+    assert _where(batched, X)[0] == {os.getpid()}
+
+
+def test_explicit_backend_wins_over_context(iris):
+    X, _ = iris
+    batched = BatchedPredictor(
+        WhereAmIClassifier(), n_jobs=2, batch_size=50, backend="threading"
+    ).fit(X)
+    with joblib.parallel_config(backend="loky"):
+        pids, _ = _where(batched, X)
+    assert pids == {os.getpid()}
+
+
+def test_writing_transformer_gets_writeable_rows_in_workers():
+    # joblib memory-maps inputs over 1 MB read-only in worker processes; a
+    # transformer that writes into its input must still work as it does serially.
+    X = np.random.default_rng(0).normal(size=(200_000, 8))  # 3.2 MB per batch
+    expected = InPlaceScaler().transform(X.copy())
+    batched = BatchedTransformer(InPlaceScaler(), n_jobs=2, batch_size=50_000)
+    out = batched.fit(X).transform(X.copy())
+    assert_array_equal(out, expected)
+
+
+def test_non_row_wise_method_falls_back_to_one_call(iris):
+    from sklearn.base import BaseEstimator, TransformerMixin
+
+    class Summary(TransformerMixin, BaseEstimator):
+        def fit(self, X, y=None):
+            return self
+
+        def transform(self, X):
+            return np.asarray(X).mean(axis=0)  # one row for all rows
+
+    X, _ = iris
+    out = BatchedTransformer(Summary(), n_jobs=2, batch_size=50).fit(X).transform(X)
+    assert_array_equal(out, X.mean(axis=0))
+
+
+def test_verbose_reports_the_decision(iris, capsys):
+    X, _ = iris
+    BatchedPredictor(WhereAmIClassifier(), n_jobs=2, batch_size=100, verbose=1).fit(
+        X
+    ).predict(X)
+    out = capsys.readouterr().out
+    assert "600 rows" in out and "batches" in out

@@ -1,0 +1,135 @@
+"""Progress bars count completed rows and are always torn down."""
+
+import threading
+
+import numpy as np
+import pytest
+from estimators_for_tests import InterruptingClassifier, WhereAmIClassifier
+from sklearn.linear_model import LogisticRegression
+
+from skbatch import BatchedPredictor, _engine
+from skbatch._progress import ProgressMonitor, ProgressReporter
+
+
+def _listeners():
+    return [t for t in threading.enumerate() if t.name == "skbatch-progress"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"n_jobs": 1},
+        {"n_jobs": 2, "batch_size": 37},
+        {"n_jobs": 2, "batch_size": 37, "backend": "threading"},
+        {"n_jobs": 2},
+    ],
+    ids=["serial", "loky", "threading", "default-plan"],
+)
+def test_overall_bar_counts_rows_and_ends_at_n_samples(iris, bars, params):
+    X, y = iris
+    batched = BatchedPredictor(
+        LogisticRegression(max_iter=500), progress=True, **params
+    )
+    batched.fit(X, y).predict(X)
+    [bar] = bars
+    assert bar.total == len(X)
+    assert bar.n == len(X)
+    assert len(bar.updates) >= 2  # moves in steps, not once at the end
+    assert bar.closed
+    assert not _listeners()
+
+
+def test_worker_bars(iris, bars):
+    X, y = iris
+    batched = BatchedPredictor(
+        LogisticRegression(max_iter=500), progress="workers", n_jobs=2, batch_size=50
+    )
+    batched.fit(X, y).predict(X)
+    overall, *workers = bars
+    assert len(workers) == 2
+    assert overall.n == len(X)
+    # Rows done by the calling process (the first rows) count only overall.
+    assert 0 < sum(w.n for w in workers) <= len(X)
+    assert all(bar.closed for bar in bars)
+
+
+def test_no_bar_without_progress(iris, bars):
+    X, y = iris
+    BatchedPredictor(LogisticRegression(), n_jobs=2, batch_size=50).fit(X, y).predict(X)
+    assert bars == []
+
+
+@pytest.mark.parametrize(
+    "error, params",
+    [
+        (KeyboardInterrupt, {"n_jobs": 1}),
+        (ValueError, {"n_jobs": 1}),
+        (ValueError, {"n_jobs": 2, "batch_size": 50}),
+        (ValueError, {"n_jobs": 2, "batch_size": 50, "backend": "threading"}),
+    ],
+    ids=["interrupt-serial", "error-serial", "error-loky", "error-threading"],
+)
+def test_torn_down_on_error_and_interrupt(iris, bars, error, params):
+    X, _ = iris
+    X = X.copy()
+    X[400, 0] = -1.0
+    batched = BatchedPredictor(
+        InterruptingClassifier(error=error), progress=True, **params
+    ).fit(X)
+    with pytest.raises(error):
+        batched.predict(X)
+    assert bars and all(bar.closed for bar in bars)
+    assert bars[0].n < len(X)
+    assert not _listeners()
+
+
+def test_interrupt_in_calling_thread_during_parallel_call(iris, bars, monkeypatch):
+    # Ctrl-C arrives in the parent while joblib runs: simulate it at dispatch.
+    X, _ = iris
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_engine.Parallel, "__call__", interrupted)
+    batched = BatchedPredictor(
+        WhereAmIClassifier(), n_jobs=2, batch_size=50, progress=True
+    ).fit(X)
+    with pytest.raises(KeyboardInterrupt):
+        batched.predict(X)
+    assert all(bar.closed for bar in bars)
+    assert not _listeners()
+
+
+def test_reporter_never_raises():
+    class Broken:
+        def put(self, item):
+            raise OSError("manager gone")
+
+    reporter = ProgressReporter(Broken())
+    reporter(10)  # swallowed
+    reporter(10)
+
+
+def test_reporter_survives_an_unreachable_channel():
+    import pickle
+
+    reporter = ProgressReporter(object())  # picklable, but not a queue
+    clone = pickle.loads(pickle.dumps(reporter))
+    clone(5)  # no exception: progress is best effort
+
+
+def test_cross_process_monitor(bars):
+    with ProgressMonitor(10, mode="overall", cross_process=True, desc="x") as monitor:
+        pickled = __import__("pickle").dumps(monitor.reporter)
+        remote = __import__("pickle").loads(pickled)
+        remote(4)
+        remote(6)
+    assert bars[0].n == 10 and bars[0].closed
+    assert not monitor.listening
+
+
+def test_counts_with_empty_and_tiny_inputs(bars):
+    X = np.zeros((1, 4))
+    y = np.array([0])
+    BatchedPredictor(WhereAmIClassifier(), n_jobs=2, progress=True).fit(X, y).predict(X)
+    assert bars[0].n == 1 and bars[0].closed

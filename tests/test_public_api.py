@@ -1,0 +1,12 @@
+import skbatch
+
+
+def test_public_names():
+    assert sorted(skbatch.__all__) == skbatch.__all__
+    assert skbatch.__all__ == ["BatchedPredictor", "BatchedTransformer", "__version__"]
+    for name in skbatch.__all__:
+        assert hasattr(skbatch, name)
+
+
+def test_version_string():
+    assert isinstance(skbatch.__version__, str) and skbatch.__version__
