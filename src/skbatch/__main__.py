@@ -1,0 +1,5 @@
+import sys
+
+from skbatch._cli import main
+
+sys.exit(main())
