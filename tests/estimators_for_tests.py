@@ -23,7 +23,13 @@ class PickleCountingClassifier(LogisticRegression):
 
 
 class WhereAmIClassifier(ClassifierMixin, BaseEstimator):
-    """Predicts, for each row, the process id and thread id that computed it."""
+    """Predicts, for each row, the process id and thread id that computed it.
+
+    ``work`` adds that many pure-Python loop steps per row, to make it slow.
+    """
+
+    def __init__(self, work=0):
+        self.work = work
 
     def fit(self, X, y=None):
         self.classes_ = np.array([0, 1])
@@ -32,6 +38,8 @@ class WhereAmIClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         n = len(X)
+        for _ in range(n * self.work):
+            pass
         return np.column_stack(
             [np.full(n, os.getpid()), np.full(n, threading.get_ident() % 2**31)]
         )
