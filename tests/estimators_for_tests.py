@@ -73,23 +73,3 @@ class InPlaceScaler(BaseEstimator):
     def transform(self, X):
         X *= 2
         return X
-
-
-class SlowPythonClassifier(ClassifierMixin, BaseEstimator):
-    """A pure-Python, per-row predict: slow enough to be worth parallelising."""
-
-    def __init__(self, work=2000):
-        self.work = work
-
-    def fit(self, X, y=None):
-        self.classes_ = np.array([0, 1])
-        return self
-
-    def predict(self, X):
-        out = []
-        for row in np.asarray(X):
-            total = 0.0
-            for k in range(self.work):
-                total += (-1) ** k / (2 * k + 1)
-            out.append(int(row[0] > total))
-        return np.array(out)

@@ -8,7 +8,6 @@ import pytest
 from estimators_for_tests import (
     InPlaceScaler,
     PickleCountingClassifier,
-    SlowPythonClassifier,
     WhereAmIClassifier,
 )
 from numpy.testing import assert_array_equal
