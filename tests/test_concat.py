@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from skbatch._concat import NotRowWiseError, check_rows, concat_parts
+from skbatch._concat import check_rows, concat_parts
+from skbatch._errors import NotRowWiseError
 
 
 def test_single_part_is_returned_as_is():

@@ -11,11 +11,8 @@ import itertools
 
 import numpy as np
 
+from skbatch._errors import NotRowWiseError
 from skbatch._indexing import is_pandas, is_polars, is_sparse, num_rows
-
-
-class NotRowWiseError(ValueError):
-    """A method returned something that is not one entry per input row."""
 
 
 def _is_per_output_sequence(part, n_rows: int) -> bool:
