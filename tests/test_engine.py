@@ -141,3 +141,42 @@ def test_verbose_reports_the_decision(iris, capsys):
     ).predict(X)
     out = capsys.readouterr().out
     assert "600 rows" in out and "batches" in out
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"n_jobs": 1, "progress": True},
+        {"n_jobs": 2, "batch_size": 50},
+        {"n_jobs": 2, "batch_size": 50, "backend": "threading"},
+    ],
+    ids=["in-process", "loky", "threading"],
+)
+def test_each_warning_shown_once_per_call_as_serially(iris, params, bars):
+    pd = pytest.importorskip("pandas")
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = iris
+    model = LogisticRegression(max_iter=500).fit(X, y)  # fitted without names
+    X_named = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    with pytest.warns(UserWarning) as serial:
+        model.predict(X_named)
+    with pytest.warns(UserWarning) as batched:
+        BatchedPredictor(FrozenEstimator(model), **params).predict(X_named)
+    assert [str(w.message) for w in batched] == [str(w.message) for w in serial]
+
+
+def test_warning_filters_still_apply_in_workers(iris):
+    pd = pytest.importorskip("pandas")
+    import warnings
+
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = iris
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    X_named = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    batched = BatchedPredictor(FrozenEstimator(model), n_jobs=2, batch_size=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(UserWarning, match="feature names"):
+            batched.predict(X_named)

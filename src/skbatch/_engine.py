@@ -18,6 +18,7 @@ import contextlib
 import threading
 import time
 import uuid
+import warnings
 from collections import OrderedDict
 
 from joblib import effective_n_jobs, parallel_config
@@ -136,11 +137,53 @@ def _run_rows(call, X, start, stop, chunk_rows, report, copy_readonly, offset=0)
     return parts, n_rows
 
 
-def _run_batch(call, X_batch, offset, chunk_rows, report, copy_readonly):
-    """Worker entry point: a batch arrives already sliced; it starts at ``offset``."""
-    return _run_rows(
-        call, X_batch, 0, num_rows(X_batch), chunk_rows, report, copy_readonly, offset
-    )
+def _run_batch(call, X_batch, offset, chunk_rows, report, copy_readonly, in_process):
+    """Worker entry point: a batch arrives already sliced; it starts at ``offset``.
+
+    Returns ``(parts, n_rows, warnings)``. A worker process records its warnings
+    and sends them back, so that the caller sees each one once, under its own
+    filters; threads leave that to the caller's recording (see
+    :func:`_relayed_warnings`).
+    """
+    n = num_rows(X_batch)
+    if in_process:
+        parts, n_rows = _run_rows(
+            call, X_batch, 0, n, chunk_rows, report, copy_readonly, offset
+        )
+        return parts, n_rows, []
+    with warnings.catch_warnings(record=True) as caught:
+        parts, n_rows = _run_rows(
+            call, X_batch, 0, n, chunk_rows, report, copy_readonly, offset
+        )
+    return parts, n_rows, [_portable_warning(w) for w in caught]
+
+
+def _portable_warning(w):
+    # The message object itself may not pickle; its text and class do.
+    return str(w.message), w.category, w.filename, w.lineno
+
+
+@contextlib.contextmanager
+def _relayed_warnings():
+    """Show each distinct warning of a batched call once, as one call would.
+
+    Without this, a warning the estimator raises once per call (a feature-name
+    mismatch, say) would appear once per sub-chunk, and warnings from worker
+    processes would bypass the caller's ``catch_warnings``. Warnings raised in
+    this process (and its threads) are recorded here; worker processes append
+    theirs to the yielded list. On exit, each distinct one is re-issued once.
+    """
+    from_workers = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            yield from_workers
+    finally:
+        seen = set()
+        for item in [*map(_portable_warning, caught), *from_workers]:
+            if item not in seen:
+                seen.add(item)
+                message, category, filename, lineno = item
+                warnings.warn_explicit(message, category, filename, lineno)
 
 
 # ------------------------------------------------------------------- execution
@@ -222,13 +265,16 @@ def run(
         with _backend_context(backend):
             parallel = Parallel(n_jobs=n_workers)
     cross_process = parallel is not None and not _uses_threads(parallel)
-    with ProgressMonitor(
-        n,
-        mode=progress,
-        n_workers=n_workers,
-        cross_process=cross_process,
-        desc=label,
-    ) as monitor:
+    with (
+        _relayed_warnings() as worker_warnings,
+        ProgressMonitor(
+            n,
+            mode=progress,
+            n_workers=n_workers,
+            cross_process=cross_process,
+            desc=label,
+        ) as monitor,
+    ):
         report = monitor.reporter
         if n_workers == 1:
             probe_stop = min(n, chunk_rows_for(n, row_nbytes(X_rows)))
@@ -298,10 +344,12 @@ def run(
                     chunk_rows,
                     report,
                     copy_readonly,
+                    not cross_process,
                 )
                 for b in batches
             )
-            for batch_parts, batch_rows in outputs:
+            for batch_parts, batch_rows, batch_warnings in outputs:
                 parts += batch_parts
                 n_rows += batch_rows
+                worker_warnings += batch_warnings
     return concat_parts(parts, n_rows, keep_index=is_pandas(X))
