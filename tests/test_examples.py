@@ -16,3 +16,10 @@ def test_there_are_examples():
 def test_example_runs(path, capsys):
     runpy.run_path(str(path), run_name="__main__")
     assert "rows in" in capsys.readouterr().out
+
+
+def test_readme_quickstart_runs():
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    quickstart = readme.split("## Quickstart", 1)[1]
+    code = quickstart.split("```python", 1)[1].split("```", 1)[0]
+    exec(compile(code, "README.md", "exec"), {})

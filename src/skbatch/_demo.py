@@ -175,8 +175,8 @@ def format_table(results, *, n_jobs) -> str:
     ['m', '100', '2.00', '50', '1.50', '1.00', '100', '2.00x', 'yes']
     """
     columns = (
-        f"{'pipeline':<20}{'rows':>9}{'serial s':>10}{'rows/s':>8}"
-        f"{'first s':>9}{'warm s':>8}{'rows/s':>8}{'speed-up':>10}  same"
+        f"{'pipeline':<17}{'rows':>9}{'serial s':>10}{'rows/s':>9}"
+        f"{'first s':>9}{'warm s':>8}{'rows/s':>9}{'speed-up':>10}  same"
     )
     lines = [
         f'Batched with n_jobs={n_jobs}; "first" includes starting the workers.',
@@ -185,9 +185,9 @@ def format_table(results, *, n_jobs) -> str:
     ]
     for r in results:
         lines.append(
-            f"{r.name:<20}{r.rows:>9,}{r.serial_seconds:>10.2f}"
-            f"{r.rows / r.serial_seconds:>8,.0f}{r.first_seconds:>9.2f}"
-            f"{r.warm_seconds:>8.2f}{r.rows / r.warm_seconds:>8,.0f}"
+            f"{r.name:<17}{r.rows:>9,}{r.serial_seconds:>10.2f}"
+            f"{r.rows / r.serial_seconds:>9,.0f}{r.first_seconds:>9.2f}"
+            f"{r.warm_seconds:>8.2f}{r.rows / r.warm_seconds:>9,.0f}"
             f"{r.serial_seconds / r.warm_seconds:>9.2f}x  "
             f"{'yes' if r.identical else 'NO'}"
         )
