@@ -73,3 +73,49 @@ class InPlaceScaler(BaseEstimator):
     def transform(self, X):
         X *= 2
         return X
+
+
+class RowError(Exception):
+    """An exception whose constructor needs two arguments: it cannot be
+    rebuilt from its pickle."""
+
+    def __init__(self, row, reason):
+        super().__init__(f"row {row}: {reason}")
+        self.row = row
+
+
+class RowErrorClassifier(ClassifierMixin, BaseEstimator):
+    """Raises :class:`RowError` on rows whose first value is -1."""
+
+    def fit(self, X, y=None):
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict(self, X, offset=0):
+        X = np.asarray(X)
+        bad = np.flatnonzero(X[:, 0] == -1.0)
+        if len(bad):
+            raise RowError(int(bad[0]) + offset, "bad value")
+        return np.zeros(len(X), dtype=int)
+
+
+class DriftWarning(UserWarning):
+    """A warning class whose constructor needs more than the text."""
+
+    def __init__(self, column, score):
+        super().__init__(f"drift in column {column}: {score:.2f}")
+        self.column = column
+
+
+class WarningClassifier(ClassifierMixin, BaseEstimator):
+    """Warns :class:`DriftWarning` on every call."""
+
+    def fit(self, X, y=None):
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict(self, X):
+        import warnings
+
+        warnings.warn(DriftWarning("a", 0.5), stacklevel=2)
+        return np.zeros(len(X), dtype=int)

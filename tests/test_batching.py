@@ -41,8 +41,12 @@ def test_plan_rejects_ambiguous_or_invalid_requests():
 
 def test_chunks_cover_the_range():
     assert list(iter_chunks(10, 10, 4)) == []
-    chunks = list(iter_chunks(3, 20, 4))
-    assert chunks[0] == (3, 7) and chunks[-1] == (19, 20)
+    chunks = list(iter_chunks(3, 20, 4))  # 17 rows: 5 chunks of 3 or 4, no tail
+    assert chunks[0] == (3, 7) and chunks[-1] == (17, 20)
+    sizes = [hi - lo for lo, hi in chunks]
+    assert sum(sizes) == 17 and max(sizes) <= 4 and min(sizes) >= 3
+    # A remainder of one row is spread out instead of left alone.
+    assert [hi - lo for lo, hi in iter_chunks(0, 65, 64)] == [33, 32]
     with pytest.raises(ValueError):
         list(iter_chunks(0, 3, 0))
 

@@ -1,5 +1,7 @@
 """scikit-learn's estimator checks, run over several wrapped estimators."""
 
+from sklearn.cluster import KMeans
+from sklearn.ensemble import IsolationForest
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
@@ -16,6 +18,8 @@ ESTIMATORS = [
     # Two workers with small batches, so the checks also go through joblib.
     BatchedPredictor(LogisticRegression(), n_jobs=2, batch_size=7, backend="threading"),
     BatchedTransformer(StandardScaler(), n_jobs=2, batch_size=7),
+    BatchedPredictor(KMeans(n_clusters=3, n_init=2, random_state=0)),
+    BatchedPredictor(IsolationForest(n_estimators=10, random_state=0)),
 ]
 
 

@@ -30,9 +30,14 @@ def test_pandas_index_handling():
     a = pd.DataFrame({"x": [1, 2]}, index=[10, 11])
     b = pd.DataFrame({"x": [3]}, index=[12])
     assert list(concat_parts([a, b], [2, 1]).index) == [10, 11, 12]
+    # Parts that each start a fresh index at 0 were made by the method: the
+    # joined output gets one fresh index, as a single call would give.
     fresh = [pd.DataFrame({"x": [1, 2]}), pd.DataFrame({"x": [3]})]
-    out = concat_parts(fresh, [2, 1], keep_index=False)
+    out = concat_parts(fresh, [2, 1])
     pd.testing.assert_frame_equal(out, pd.DataFrame({"x": [1, 2, 3]}))
+    # A default index taken from the input continues: 0..1, then 2.
+    taken = [pd.DataFrame({"x": [1, 2]}), pd.DataFrame({"x": [3]}, index=[2])]
+    assert list(concat_parts(taken, [2, 1]).index) == [0, 1, 2]
 
 
 def test_sparse_keeps_format():
@@ -54,3 +59,15 @@ def test_check_rows():
         check_rows(np.zeros(2), 3, "Est.transform")
     with pytest.raises(NotRowWiseError):
         check_rows(1.5, 3, "Est.score")
+
+
+def test_head_agrees():
+    from skbatch._concat import head_agrees
+
+    whole = np.arange(10.0).reshape(5, 2)
+    assert head_agrees(whole[:3] + 1e-15, whole, 3, 5)  # rounding is fine
+    assert not head_agrees(whole[:3] * 1.001, whole, 3, 5)
+    assert not head_agrees(np.eye(3), np.eye(5), 3, 5)  # shape grows with rows
+    assert head_agrees((whole[:3], whole[:3, 0]), (whole, whole[:, 0]), 3, 5)
+    assert head_agrees([1, 2, 3], [1, 2, 3, 4, 5], 3, 5)
+    assert not head_agrees(2.0, 3.0, 3, 5)

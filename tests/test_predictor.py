@@ -173,7 +173,8 @@ def test_pandas_no_feature_name_warnings(iris, recwarn):
         (1, PARALLEL),
         (3, {"n_jobs": 8, "batch_size": 1}),  # fewer rows than workers
         (5, {"n_jobs": 8}),
-        (107, {"n_jobs": 2, "batch_size": 53}),  # a last partial batch of 1 row
+        (107, {"n_jobs": 2, "batch_size": 53}),  # too small: one call
+        (200, {"n_jobs": 2, "batch_size": 53}),  # a last partial batch
         (600, {"n_jobs": -1}),
     ],
 )
@@ -226,20 +227,131 @@ def test_bad_input_gives_the_estimators_own_error(iris, case, params):
     assert PickleCountingClassifier.n_pickles == 0
 
 
-def test_error_in_a_worker_keeps_type_and_message_and_names_rows(iris):
+@pytest.mark.parametrize("backend", ["loky", "threading", "multiprocessing"])
+def test_error_in_a_worker_is_the_estimators_own(iris, backend):
     from estimators_for_tests import InterruptingClassifier
 
     X, _ = iris
     X = X.copy()
     X[500, 0] = -1.0
     model = InterruptingClassifier(error=ValueError).fit(X)
-    batched = BatchedPredictor(FrozenEstimator(model), **PARALLEL)
+    with pytest.raises(ValueError) as serial:
+        model.predict(X)
+    batched = BatchedPredictor(
+        FrozenEstimator(model), n_jobs=2, batch_size=53, backend=backend
+    )
     with pytest.raises(ValueError) as got:
         batched.predict(X)
-    assert str(got.value) == "interrupted by the test"
-    notes = getattr(got.value, "__notes__", [])
-    if hasattr(got.value, "add_note"):
-        assert any("rows" in note and "skbatch" in note for note in notes)
+    assert str(got.value) == str(serial.value)
+
+
+def test_aggregated_error_message_matches_serial():
+    # OneHotEncoder lists every unknown category of the whole input; a batch
+    # alone would list only its own.
+    train = np.array([["a"], ["b"]] * 50, dtype=object)
+    X = np.array([["a"]] * 300, dtype=object)
+    X[100, 0], X[250, 0] = "zz", "yy"
+    encoder = OneHotEncoder().fit(train)
+    with pytest.raises(ValueError) as serial:
+        encoder.transform(X)
+    batched = BatchedTransformer(FrozenEstimator(encoder), n_jobs=2, batch_size=60)
+    with pytest.raises(ValueError) as got:
+        batched.transform(X)
+    assert str(got.value) == str(serial.value)
+
+
+@pytest.mark.parametrize("backend", ["loky", "multiprocessing"])
+def test_exception_that_cannot_be_pickled_does_not_hang(iris, backend):
+    from estimators_for_tests import RowError, RowErrorClassifier
+
+    X, _ = iris
+    X = X.copy()
+    X[500, 0] = -1.0
+    model = RowErrorClassifier().fit(X)
+    batched = BatchedPredictor(
+        FrozenEstimator(model), n_jobs=2, batch_size=53, backend=backend
+    )
+    with pytest.raises(RowError) as got:
+        batched.predict(X)
+    assert got.value.row == 500
+
+
+def test_methods_that_are_not_row_wise_run_as_one_call(iris):
+    from sklearn.decomposition import NMF
+    from sklearn.gaussian_process import GaussianProcessRegressor
+
+    from skbatch import SerialFallbackWarning
+
+    X, y = iris
+    # Known to scikit-learn: NMF's transform depends on all rows given to it.
+    X_pos = np.abs(np.random.default_rng(0).normal(size=(600, 20)))
+    X_pos[300:] *= 10
+    nmf = NMF(n_components=5, solver="mu", random_state=0).fit(X_pos)
+    batched = BatchedTransformer(FrozenEstimator(nmf), n_jobs=2, batch_size=100)
+    with pytest.warns(SerialFallbackWarning, match="NMF.transform"):
+        out = batched.transform(X_pos)
+    assert_same_output(out, nmf.transform(X_pos))
+    in_pipeline = BatchedPredictor(
+        make_pipeline(NMF(n_components=2, max_iter=500), LogisticRegression()),
+        n_jobs=2,
+        batch_size=100,
+    ).fit(X, y)
+    with pytest.warns(SerialFallbackWarning, match="NMF"):
+        in_pipeline.predict(X)
+
+    # Found by the row-wise check: a transform using statistics of its input.
+    from sklearn.preprocessing import FunctionTransformer
+
+    centering = FunctionTransformer(lambda X: X - X.mean(axis=0))
+    batched = BatchedTransformer(centering, n_jobs=2, batch_size=100)
+    with pytest.warns(SerialFallbackWarning, match="depends on the other rows"):
+        out = batched.fit_transform(X)
+    assert_same_output(out, X - X.mean(axis=0))
+
+    gpr = GaussianProcessRegressor().fit(X[:100], y[:100])
+    batched = BatchedPredictor(FrozenEstimator(gpr), n_jobs=2, batch_size=100)
+    with pytest.warns(SerialFallbackWarning):
+        _, cov = batched.predict(X[:200], return_cov=True)
+    _, expected_cov = gpr.predict(X[:200], return_cov=True)
+    assert cov.shape == (200, 200)
+    assert_allclose(cov, expected_cov)
+    # return_std is row-wise: batched, no warning.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SerialFallbackWarning)
+        assert_same_output(
+            batched.predict(X[:200], return_std=True),
+            gpr.predict(X[:200], return_std=True),
+        )
+
+
+def test_fresh_pandas_index_from_a_method_on_pandas_input(iris):
+    pd = pytest.importorskip("pandas")
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, _ = iris
+    X_df = pd.DataFrame(X, columns=list("abcd"))
+    make_new = FunctionTransformer(
+        lambda X: pd.DataFrame({"s": np.asarray(X).sum(axis=1)})
+    )
+    batched = BatchedTransformer(make_new, n_jobs=2, batch_size=50)
+    assert_same_output(batched.fit_transform(X_df), make_new.fit_transform(X_df))
+
+
+def test_no_one_row_remainders_with_the_default_plan():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import FunctionTransformer
+
+    docs = np.array([[f"word{i % 7} other{i % 3}"] for i in range(65)], dtype=object)
+    labels = np.arange(65) % 2
+    pipe = make_pipeline(
+        FunctionTransformer(lambda X: X.squeeze()),
+        TfidfVectorizer(),
+        LogisticRegression(),
+    ).fit(docs, labels)
+    batched = BatchedPredictor(FrozenEstimator(pipe), n_jobs=2)
+    assert_same_output(batched.predict(docs), pipe.predict(docs))
 
 
 # ------------------------------------------------------------ sklearn face
@@ -318,6 +430,9 @@ def test_score_matches_serial(iris):
         ({"progress": "bars"}, "progress"),
         ({"backend": "no-such-backend"}, "no-such-backend"),
         ({"n_jobs": 0}, "n_jobs"),
+        ({"n_jobs": True}, "n_jobs"),
+        ({"batch_size": True}, "batch_size"),
+        ({"batch_size": np.True_}, "batch_size"),
     ],
 )
 def test_bad_parameters_raise_in_fit(iris, params, match):
@@ -344,3 +459,40 @@ def test_as_a_pipeline_step(iris):
     assert_same_output(
         pipe.fit(X, y).predict_proba(X), serial.fit(X, y).predict_proba(X)
     )
+
+
+def test_numpy_bool_progress_draws_a_bar(iris, bars):
+    X, y = iris
+    BatchedPredictor(LogisticRegression(), n_jobs=1, progress=np.True_).fit(
+        X, y
+    ).predict(X)
+    assert len(bars) == 1 and bars[0].n == len(X)
+
+
+def test_backend_instances_are_refused_with_a_pointer(iris):
+    from joblib._parallel_backends import ThreadingBackend
+
+    X, y = iris
+    with pytest.raises(ValueError, match="backend"):
+        BatchedPredictor(LogisticRegression(), backend=ThreadingBackend()).fit(X, y)
+
+
+def test_polars_lazyframe_gets_the_estimators_own_error(iris):
+    pl = pytest.importorskip("polars")
+    X, y = iris
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    lazy = pl.DataFrame(X[:, :4], schema=list("abcd")).lazy()
+    with pytest.raises(Exception) as serial:
+        model.predict(lazy)
+    with pytest.raises(type(serial.value)) as got:
+        BatchedPredictor(FrozenEstimator(model), **PARALLEL).predict(lazy)
+    assert str(got.value) == str(serial.value)
+
+
+def test_fitted_attributes_are_delegated(iris):
+    X, y = iris
+    batched = BatchedPredictor(LogisticRegression(max_iter=500)).fit(X, y)
+    assert_array_equal(batched.coef_, batched.estimator_.coef_)
+    assert not hasattr(BatchedPredictor(LogisticRegression()), "coef_")
+    with pytest.raises(AttributeError, match="no attribute 'nonsense_'"):
+        batched.nonsense_  # noqa: B018

@@ -133,3 +133,29 @@ def test_counts_with_empty_and_tiny_inputs(bars):
     y = np.array([0])
     BatchedPredictor(WhereAmIClassifier(), n_jobs=2, progress=True).fit(X, y).predict(X)
     assert bars[0].n == 1 and bars[0].closed
+
+
+def test_forked_child_starts_its_own_manager(bars):
+    import multiprocessing
+    import os
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    from skbatch import _progress
+
+    with ProgressMonitor(5, mode="overall", cross_process=True) as monitor:
+        monitor.reporter(5)
+    parent_manager = _progress._manager
+    assert parent_manager is not None
+
+    def child(queue):
+        # The parent's manager is not ours: a child must not touch it.
+        queue.put(_progress._manager is None)
+
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.SimpleQueue()
+    process = ctx.Process(target=child, args=(queue,))
+    process.start()
+    process.join(30)
+    assert process.exitcode == 0
+    assert queue.get() is True

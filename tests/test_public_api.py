@@ -3,7 +3,12 @@ import skbatch
 
 def test_public_names():
     assert sorted(skbatch.__all__) == skbatch.__all__
-    assert skbatch.__all__ == ["BatchedPredictor", "BatchedTransformer", "__version__"]
+    assert skbatch.__all__ == [
+        "BatchedPredictor",
+        "BatchedTransformer",
+        "SerialFallbackWarning",
+        "__version__",
+    ]
     for name in skbatch.__all__:
         assert hasattr(skbatch, name)
 

@@ -1,7 +1,13 @@
 """skbatch: batch inference for scikit-learn, in parallel, with progress."""
 
+from skbatch._errors import SerialFallbackWarning
 from skbatch._predictor import BatchedPredictor, BatchedTransformer
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["BatchedPredictor", "BatchedTransformer", "__version__"]
+__all__ = [
+    "BatchedPredictor",
+    "BatchedTransformer",
+    "SerialFallbackWarning",
+    "__version__",
+]

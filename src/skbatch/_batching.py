@@ -93,12 +93,18 @@ def chunk_rows_for(n_rows: int, row_nbytes: int | None = None) -> int:
 
 
 def iter_chunks(start: int, stop: int, chunk_rows: int) -> Iterator[tuple[int, int]]:
-    """Yield ``(lo, hi)`` sub-ranges of ``[start, stop)`` of ``chunk_rows`` rows.
+    """Yield ``(lo, hi)`` sub-ranges of ``[start, stop)`` of at most ``chunk_rows``.
+
+    The rows are spread evenly over as few chunks as that allows, so no chunk
+    is a tiny remainder (a one-row chunk surprises code that squeezes its input).
 
     >>> list(iter_chunks(0, 5, 2))
     [(0, 2), (2, 4), (4, 5)]
+    >>> list(iter_chunks(0, 9, 8))
+    [(0, 5), (5, 9)]
     """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}.")
-    for lo in range(start, stop, chunk_rows):
-        yield lo, min(lo + chunk_rows, stop)
+    n_chunks = math.ceil((stop - start) / chunk_rows)
+    for batch in plan_batches(start, stop, n_batches=max(n_chunks, 1)):
+        yield batch.start, batch.stop

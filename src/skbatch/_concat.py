@@ -37,13 +37,12 @@ def check_rows(part, n_rows: int, what: str) -> None:
         shape = getattr(part, "shape", None)
         found = f"shape {shape}" if shape is not None else type(part).__name__
         raise NotRowWiseError(
-            f"{what} returned {found} for {n_rows} input rows; skbatch can only "
-            "split methods that return one entry per input row. Call the "
-            "estimator directly for this method."
+            f"{what} returned {found} for {n_rows} input rows, not one entry "
+            "per input row"
         )
 
 
-def concat_parts(parts: list, n_rows: list[int], *, keep_index: bool = True):
+def concat_parts(parts: list, n_rows: list[int]):
     """Join outputs computed on consecutive row ranges.
 
     Parameters
@@ -53,10 +52,6 @@ def concat_parts(parts: list, n_rows: list[int], *, keep_index: bool = True):
     n_rows : list of int
         Number of input rows behind each part; tells a per-output list (one
         array per output) from a list with one entry per row.
-    keep_index : bool, default=True
-        Whether pandas outputs keep their index. False when the input had no
-        index: each part then carries a fresh ``RangeIndex`` from 0, and the
-        joined output gets one from 0 too, as a single call would give it.
 
     >>> concat_parts([np.array([1, 2]), np.array([3])], [2, 1])
     array([1, 2, 3])
@@ -68,13 +63,11 @@ def concat_parts(parts: list, n_rows: list[int], *, keep_index: bool = True):
     first = parts[0]
     if isinstance(first, tuple):
         return tuple(
-            concat_parts([part[i] for part in parts], n_rows, keep_index=keep_index)
-            for i in range(len(first))
+            concat_parts([part[i] for part in parts], n_rows) for i in range(len(first))
         )
     if all(_is_per_output_sequence(p, n) for p, n in zip(parts, n_rows, strict=True)):
         return [
-            concat_parts([part[i] for part in parts], n_rows, keep_index=keep_index)
-            for i in range(len(first))
+            concat_parts([part[i] for part in parts], n_rows) for i in range(len(first))
         ]
     if isinstance(first, list):
         return list(itertools.chain.from_iterable(parts))
@@ -87,7 +80,15 @@ def concat_parts(parts: list, n_rows: list[int], *, keep_index: bool = True):
     if is_pandas(first):
         import pandas
 
-        return pandas.concat(parts, axis=0, ignore_index=not keep_index)
+        # Parts that each start a fresh RangeIndex at 0 (made by the method,
+        # not taken from the input) get one fresh index, as one call would.
+        fresh = all(
+            isinstance(part.index, pandas.RangeIndex)
+            and part.index.start == 0
+            and part.index.step == 1
+            for part in parts
+        )
+        return pandas.concat(parts, axis=0, ignore_index=fresh)
     if is_polars(first):
         import polars
 
@@ -96,3 +97,50 @@ def concat_parts(parts: list, n_rows: list[int], *, keep_index: bool = True):
         f"skbatch cannot join outputs of type {type(first).__name__}; call the "
         "estimator directly for this method."
     )
+
+
+def _comparable(part):
+    if is_sparse(part):
+        return part.toarray()
+    if is_pandas(part) or is_polars(part):
+        return part.to_numpy()
+    return np.asarray(part, dtype=object) if isinstance(part, list) else part
+
+
+def head_agrees(head, whole, head_rows: int, whole_rows: int) -> bool:
+    """Whether ``head`` (output for the first ``head_rows`` rows alone) equals
+    the first ``head_rows`` rows of ``whole`` (output for ``whole_rows`` rows).
+
+    False reveals a method whose output for a row depends on the other rows
+    (iterative solvers with a global stopping rule, random draws, shapes that
+    grow with the input). Floating-point values may differ by rounding only.
+
+    >>> X = np.arange(6.0).reshape(3, 2)
+    >>> head_agrees(X[:2] * 2, X * 2, 2, 3)
+    True
+    >>> head_agrees(X[:2] - X[:2].mean(), X - X.mean(), 2, 3)
+    False
+    """
+    if isinstance(whole, tuple) or _is_per_output_sequence(whole, whole_rows):
+        return (
+            type(head) is type(whole)
+            and len(head) == len(whole)
+            and all(
+                head_agrees(h, w, head_rows, whole_rows)
+                for h, w in zip(head, whole, strict=True)
+            )
+        )
+    head, whole = _comparable(head), _comparable(whole)
+    head_shape = getattr(head, "shape", None)
+    whole_shape = getattr(whole, "shape", None)
+    if head_shape is None or whole_shape is None or len(head_shape) == 0:
+        return False
+    if head_shape[1:] != whole_shape[1:] or head_shape[0] != head_rows:
+        return False
+    whole = whole[:head_rows]
+    if np.issubdtype(head.dtype, np.inexact) and np.issubdtype(whole.dtype, np.inexact):
+        return bool(np.allclose(head, whole, rtol=1e-7, atol=1e-12, equal_nan=True))
+    try:
+        return bool(np.array_equal(head, whole))
+    except Exception:
+        return False

@@ -1,4 +1,4 @@
-"""skbatch's own exception classes."""
+"""skbatch's own exception and warning classes."""
 
 
 class NotRowWiseError(ValueError):
@@ -7,4 +7,23 @@ class NotRowWiseError(ValueError):
     Batching splits rows, so it can only reproduce methods whose output for a
     row depends on that row alone. When the first rows of a call show this
     error, the estimator is called once on the whole input instead.
+    """
+
+
+class SerialFallbackWarning(UserWarning):
+    """A batched call ran as one call of the estimator on the whole input.
+
+    skbatch falls back to one call when a batch fails although the whole input
+    may not, or when the method turns out not to be row-wise. The result is the
+    estimator's own; only the parallelism (and progress) was lost.
+
+    Examples
+    --------
+    Turn it into an error where batching is required:
+
+    >>> import warnings
+    >>> from skbatch import SerialFallbackWarning
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("error", SerialFallbackWarning)
+    ...     # batched calls here raise instead of falling back
     """

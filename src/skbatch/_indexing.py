@@ -8,6 +8,7 @@ position, so an input's index, columns and dtypes survive slicing.
 
 from __future__ import annotations
 
+import copy
 import sys
 
 import numpy as np
@@ -25,7 +26,8 @@ def is_pandas(X) -> bool:
 
 
 def is_polars(X) -> bool:
-    return _module_of(X) == "polars" and hasattr(X, "slice")
+    # LazyFrames have no rows yet (no shape): they are handed over whole.
+    return _module_of(X) == "polars" and hasattr(X, "slice") and hasattr(X, "shape")
 
 
 def is_sparse(X) -> bool:
@@ -86,6 +88,25 @@ def take_rows(X, start: int, stop: int):
     if is_polars(X):
         return X.slice(start, stop - start)
     return X[start:stop]
+
+
+def copy_rows(X, start: int, stop: int):
+    """Rows ``[start, stop)`` of ``X`` as an independent copy.
+
+    For extra calls skbatch makes on rows that are also processed normally: a
+    method that writes into its input must not change the user's rows twice.
+
+    >>> X = np.zeros((3, 1))
+    >>> copy_rows(X, 0, 2)[0, 0] = 5.0
+    >>> float(X[0, 0])
+    0.0
+    """
+    rows = take_rows(X, start, stop)
+    if isinstance(rows, list):
+        return copy.deepcopy(rows)
+    if hasattr(rows, "copy") and not is_polars(rows):  # polars frames are immutable
+        return rows.copy()
+    return rows
 
 
 def row_nbytes(X) -> int | None:

@@ -7,10 +7,12 @@ tags. Execution itself lives in :mod:`skbatch._engine`.
 
 from __future__ import annotations
 
+import warnings
 from copy import deepcopy
 from numbers import Integral
 from typing import ClassVar
 
+import numpy as np
 from sklearn.base import (
     ClassifierMixin,
     MetaEstimatorMixin,
@@ -36,6 +38,7 @@ from sklearn.utils.metaestimators import available_if
 
 from skbatch import _engine
 from skbatch._base import SkbatchEstimator
+from skbatch._errors import SerialFallbackWarning
 
 #: Methods whose metadata is routed to the same method of the wrapped estimator.
 _ROUTED_METHODS = (
@@ -68,6 +71,40 @@ def _estimator_has(attr):
         return hasattr(getattr(self, "estimator_", self.estimator), attr)
 
     return check
+
+
+def _not_row_wise_reason(estimator):
+    """Why ``estimator``'s methods cannot be split by rows, if known; else None.
+
+    Catches scikit-learn estimators whose output for a row depends on the rows
+    given with it, seen through FrozenEstimator, pipelines and column/feature
+    unions. skbatch also checks every call's first rows (see ``_engine``), but
+    that check only sees those rows.
+    """
+    if isinstance(estimator, FrozenEstimator):
+        return _not_row_wise_reason(estimator.estimator)
+    name = type(estimator).__name__
+    if name in {"NMF", "MiniBatchNMF"}:
+        return (
+            f"{name}.transform starts from, and stops on, statistics of all the "
+            "rows it is given"
+        )
+    if name == "IterativeImputer" and getattr(estimator, "sample_posterior", False):
+        return "IterativeImputer(sample_posterior=True) draws random values in order"
+    children = []
+    if isinstance(estimator, Pipeline):
+        children = [step for _, step in estimator.steps]
+    elif hasattr(estimator, "transformer_list"):  # FeatureUnion
+        children = [t for _, t in estimator.transformer_list]
+    elif hasattr(estimator, "transformers"):  # ColumnTransformer
+        fitted = getattr(estimator, "transformers_", estimator.transformers)
+        children = [t for _, t, _ in fitted]
+    for child in children:
+        if hasattr(child, "get_params"):
+            reason = _not_row_wise_reason(child)
+            if reason:
+                return reason
+    return None
 
 
 def _row_wise_score_metric(estimator):
@@ -184,7 +221,7 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
         "estimator": [HasMethods(["fit"])],
         "n_jobs": [Integral, None],
         "batch_size": [Integral, None],
-        "backend": [str, None, HasMethods(["configure"])],
+        "backend": [str, None],
         "progress": ["boolean", StrOptions({"overall", "workers"})],
         "verbose": ["verbose"],
     }
@@ -209,6 +246,11 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
     # ------------------------------------------------------------ validation
     def _check_params(self):
         self._validate_params()
+        for name in ("n_jobs", "batch_size"):
+            if isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(
+                    f"{name} must be an int or None, got {getattr(self, name)!r}."
+                )
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(
                 f"batch_size must be a positive number of rows or None, got "
@@ -233,9 +275,9 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
         return hasattr(self, "estimator_") or _is_fitted_frozen(self.estimator)
 
     def _progress_mode(self):
-        if self.progress is True or self.progress == "overall":
-            return "overall"
-        return "workers" if self.progress == "workers" else None
+        if isinstance(self.progress, str):
+            return self.progress
+        return "overall" if self.progress else None
 
     def _route(self, method, params):
         if _routing_enabled():
@@ -274,6 +316,17 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
     def _batched(self, method, X, params):
         self._check_params()
         estimator = self._fitted_estimator()
+        reason = _not_row_wise_reason(estimator)
+        if reason is not None:
+            label = f"{_display_name(estimator)}.{method}"
+            warnings.warn(
+                SerialFallbackWarning(
+                    f"{label} ran as one call on the whole input, not in batches: "
+                    f"{reason}. The result is the estimator's own."
+                ),
+                stacklevel=3,
+            )
+            return getattr(estimator, method)(X, **params)
         return _engine.run(
             estimator,
             method,
@@ -406,6 +459,40 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
         """
         return self._batched("transform", X, self._route("transform", params))
 
+    @available_if(_estimator_has("transform"))
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit_transform(self, X, y=None, **fit_params):
+        """Fit the wrapped estimator, then transform ``X``.
+
+        When the wrapped estimator's ``fit_transform`` is scikit-learn's default
+        (``fit`` then ``transform``), the transform runs in batches. An estimator
+        with its own ``fit_transform`` (``Pipeline``, ``PCA``, ...) is called
+        directly, since its result may differ from ``fit`` then ``transform``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+
+        y : array-like of shape (n_samples,), default=None
+            Targets, if the estimator needs them.
+
+        **fit_params : dict
+            Passed to the wrapped estimator's ``fit``.
+
+        Returns
+        -------
+        X_out : ndarray, sparse matrix or DataFrame of shape (n_samples, ...)
+            The transformed training data.
+        """
+        own = getattr(type(self.estimator), "fit_transform", None)
+        if own is None or own is TransformerMixin.fit_transform:
+            return self.fit(X, y, **fit_params).transform(X)
+        self._check_params()
+        params = self._route("fit", fit_params)
+        self.estimator_ = clone(self.estimator)
+        return self.estimator_.fit_transform(X, y, **params)
+
     @available_if(_estimator_has("score"))
     def score(self, X, y=None, sample_weight=None, **params):
         """Score the wrapped estimator on ``X`` and ``y``.
@@ -459,6 +546,19 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
         """Names of features seen during fit."""
         return self._fitted_estimator().feature_names_in_
 
+    def __getattr__(self, name):
+        # Other fitted attributes (coef_, offset_, n_outputs_, ...) come from
+        # the fitted estimator, as they would from the estimator itself.
+        if name.endswith("_") and not name.startswith("_") and name != "estimator_":
+            fitted = self.__dict__.get("estimator_")
+            if fitted is None and _is_fitted_frozen(self.__dict__.get("estimator")):
+                fitted = self.__dict__["estimator"]
+            if fitted is not None:
+                return getattr(fitted, name)
+        raise AttributeError(
+            f"{type(self).__name__!r} object has no attribute {name!r}"
+        )
+
     def get_metadata_routing(self):
         """Get metadata routing of this object.
 
@@ -486,7 +586,8 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
         tags.target_tags = deepcopy(inner.target_tags)
         tags.classifier_tags = deepcopy(inner.classifier_tags)
         tags.regressor_tags = deepcopy(inner.regressor_tags)
-        tags.transformer_tags = deepcopy(inner.transformer_tags)
+        if inner.transformer_tags is not None:
+            tags.transformer_tags = deepcopy(inner.transformer_tags)
         tags.non_deterministic = inner.non_deterministic
         return tags
 
@@ -551,38 +652,9 @@ class BatchedTransformer(
     array(['x0', 'x1'], dtype=object)
     """
 
-    @_fit_context(prefer_skip_nested_validation=False)
-    def fit_transform(self, X, y=None, **fit_params):
-        """Fit the wrapped transformer, then transform ``X``.
-
-        When the wrapped estimator's ``fit_transform`` is scikit-learn's default
-        (``fit`` then ``transform``), the transform runs in batches. An estimator
-        with its own ``fit_transform`` (``Pipeline``, ``PCA``, ...) is called
-        directly, since its result may differ from ``fit`` then ``transform``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data.
-
-        y : array-like of shape (n_samples,), default=None
-            Targets, if the estimator needs them.
-
-        **fit_params : dict
-            Passed to the wrapped estimator's ``fit``.
-
-        Returns
-        -------
-        X_out : ndarray, sparse matrix or DataFrame of shape (n_samples, ...)
-            The transformed training data.
-        """
-        own = getattr(type(self.estimator), "fit_transform", None)
-        if own is None or own is TransformerMixin.fit_transform:
-            return self.fit(X, y, **fit_params).transform(X)
-        self._check_params()
-        params = self._route("fit", fit_params)
-        self.estimator_ = clone(self.estimator)
-        return self.estimator_.fit_transform(X, y, **params)
+    # The same method as BatchedPredictor's, restated so that it comes before
+    # TransformerMixin.fit_transform in the method resolution order.
+    fit_transform = BatchedPredictor.__dict__["fit_transform"]
 
     @available_if(_estimator_has("inverse_transform"))
     def inverse_transform(self, X, **params):

@@ -35,6 +35,18 @@ def _shared_manager():
     return _manager
 
 
+def _forget_manager_after_fork():
+    # A forked child (gunicorn --preload, celery prefork, a fork pool) must not
+    # use or even query its parent's manager: start its own when it needs one.
+    global _manager, _manager_lock
+    _manager = None
+    _manager_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_manager_after_fork)
+
+
 class ProgressReporter:
     """What workers call after each sub-chunk: ``reporter(n_rows)``.
 

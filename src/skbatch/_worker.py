@@ -1,0 +1,216 @@
+"""What runs inside a worker: the shipped model, the method call, the row loop.
+
+Everything here is picklable and runs the same in a worker process, a worker
+thread or the calling thread. A worker sends back plain data: outputs, row
+counts, and the warnings it raised; an exception that could not travel back
+intact is replaced by :class:`WorkerError`, so the caller never hangs or sees a
+garbled error (the caller then calls the estimator itself, see ``_engine``).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import traceback
+import uuid
+import warnings
+from collections import OrderedDict
+
+from sklearn import config_context
+
+from skbatch._batching import iter_chunks
+from skbatch._concat import check_rows
+from skbatch._indexing import is_readonly_array, num_rows, take_rows
+
+try:  # joblib >= 1.6 depends on cloudpickle; older releases vendor it
+    import cloudpickle
+except ImportError:  # pragma: no cover
+    from joblib.externals import cloudpickle
+
+
+class WorkerError(RuntimeError):
+    """A worker's exception that could not be sent back as it was."""
+
+
+# ----------------------------------------------------------------- the model
+_WORKER_MODELS: OrderedDict[str, object] = OrderedDict()
+_WORKER_MODELS_LOCK = threading.Lock()
+
+
+def _restore_model(token: str, data: bytes):
+    """Unpickle a shipped model, at most once per worker process and call."""
+    with _WORKER_MODELS_LOCK:
+        model = _WORKER_MODELS.get(token)
+        if model is None:
+            model = cloudpickle.loads(data)
+            # Keep only the newest model: an idle worker should not hold
+            # an old call's model in memory.
+            _WORKER_MODELS.clear()
+            _WORKER_MODELS[token] = model
+    return model
+
+
+class SharedModel:
+    """A fitted model shipped to workers as one payload per call.
+
+    Pickling serializes the model the first time only; every further task that
+    carries this payload reuses the same bytes, and each worker process unpickles
+    them once. In-process and thread execution never pickles it at all.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.token = uuid.uuid4().hex
+        self._data = None
+        self._lock = threading.Lock()
+
+    def __reduce__(self):
+        with self._lock:
+            if self._data is None:
+                self._data = cloudpickle.dumps(self.model)
+        return _restore_model, (self.token, self._data)
+
+
+class MethodCall:
+    """``model.<method>(rows, **params)``, picklable with a shared model."""
+
+    def __init__(self, model, method: str, params: dict, label: str):
+        self.model = model
+        self.method = method
+        self.params = params
+        self.label = label
+
+    def __call__(self, X_rows):
+        model = self.model.model if isinstance(self.model, SharedModel) else self.model
+        return getattr(model, self.method)(X_rows, **self.params)
+
+
+# --------------------------------------------------------------- the row loop
+def add_note(exc: BaseException, note: str) -> None:
+    if hasattr(exc, "add_note"):  # Python >= 3.11
+        exc.add_note(note)
+
+
+def run_rows(call, X, start, stop, chunk_rows, report, copy_readonly, offset=0):
+    """Run ``call`` over rows ``[start, stop)`` of ``X`` in sub-chunks.
+
+    Returns the per-chunk outputs and their row counts. ``offset`` is where
+    ``X`` starts in the user's input, for error notes.
+    """
+    parts, n_rows = [], []
+    lo = hi = start
+    try:
+        for lo, hi in iter_chunks(start, stop, chunk_rows):
+            rows = take_rows(X, lo, hi)
+            if copy_readonly and is_readonly_array(rows):
+                # joblib memory-maps large inputs read-only in worker processes;
+                # the serial call would have received a writeable array.
+                rows = rows.copy()
+            out = call(rows)
+            check_rows(out, hi - lo, call.label)
+            parts.append(out)
+            n_rows.append(hi - lo)
+            report(hi - lo)
+    except Exception as exc:
+        add_note(
+            exc,
+            f"(skbatch: raised by {call.label} on rows {offset + lo}:{offset + hi})",
+        )
+        raise
+    return parts, n_rows
+
+
+def run_batch(
+    config, warning_filters, call, X_batch, offset, chunk_rows, report, copy_readonly
+):
+    """Worker entry point: a batch arrives already sliced; it starts at ``offset``.
+
+    Runs under the caller's scikit-learn ``config`` (``transform_output``, ...).
+    Returns ``(parts, n_rows, warnings)``. A worker process gets the caller's
+    ``warning_filters``, records its warnings and returns them, so the caller
+    shows each once; a worker thread (``warning_filters=None``) shares the
+    caller's warnings state and leaves it alone: swapping it from several
+    threads at once is not safe.
+    """
+    n = num_rows(X_batch)
+    with config_context(**config):
+        if warning_filters is None:
+            parts, n_rows = run_rows(
+                call, X_batch, 0, n, chunk_rows, report, copy_readonly, offset
+            )
+            return parts, n_rows, []
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.filters[:] = warning_filters
+                parts, n_rows = run_rows(
+                    call, X_batch, 0, n, chunk_rows, report, copy_readonly, offset
+                )
+        except Exception as exc:
+            raise _travelling(exc) from None
+    return parts, n_rows, [portable_warning(w) for w in caught]
+
+
+def _travelling(exc: Exception) -> Exception:
+    """``exc`` if it survives pickling intact, else a :class:`WorkerError`.
+
+    An exception whose class cannot be rebuilt from its pickle (an ``__init__``
+    with extra required arguments, say) breaks loky's result channel and hangs
+    multiprocessing's pool forever.
+    """
+    try:
+        if type(cloudpickle.loads(cloudpickle.dumps(exc))) is type(exc):
+            return exc
+    except Exception:
+        pass
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return WorkerError(
+        f"{type(exc).__qualname__}: {exc} (this exception cannot be sent back "
+        f"from a worker process; worker traceback follows)\n{text}"
+    )
+
+
+def portable_warning(w):
+    """A recorded warning as data that always pickles: the message object when
+    it survives pickling, its text otherwise; category, file and line."""
+    message = w.message
+    try:
+        cloudpickle.loads(cloudpickle.dumps(message))
+    except Exception:
+        message = str(message)
+    return message, w.category, w.filename, w.lineno
+
+
+def _module_registry(filename: str, cache: dict):
+    """The warnings registry of the module at ``filename``, as ``warn`` uses.
+
+    Re-issuing through the module's own registry lets Python's default filter
+    show a warning once, whether it was first raised here or in a worker.
+    """
+    if filename not in cache:
+        cache[filename] = (None, None)
+        for name, module in list(sys.modules.items()):
+            if getattr(module, "__file__", None) == filename:
+                registry = module.__dict__.setdefault("__warningregistry__", {})
+                cache[filename] = (name, registry)
+                break
+    return cache[filename]
+
+
+def reissue_warnings(records) -> None:
+    """Issue each distinct recorded warning once, under the caller's filters."""
+    seen, registries = set(), {}
+    for message, category, filename, lineno in records:
+        key = (str(message), category, filename, lineno)
+        if key in seen:
+            continue
+        seen.add(key)
+        if not isinstance(message, Warning):
+            # Rebuild without calling __init__, which may need more arguments
+            # than the text (category and text are what filters look at).
+            text = message
+            message = category.__new__(category)
+            message.args = (text,)
+        module, registry = _module_registry(filename, registries)
+        warnings.warn_explicit(
+            message, category, filename, lineno, module=module, registry=registry
+        )
