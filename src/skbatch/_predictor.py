@@ -195,11 +195,13 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
     Notes
     -----
     The first rows of every call run in the calling process before any worker
-    starts. If they fail, the estimator is called once on the whole input, so
-    bad input raises exactly the error the estimator raises on its own. When
-    the remaining rows would take less than about 0.2 s serially, and no
-    ``batch_size`` is set, they run in-process too: starting workers would cost
-    more than it saves.
+    starts, and are checked to be row-wise. When a batch fails, or the method is
+    not row-wise, the estimator is called once on the whole input instead: bad
+    input raises exactly the error the estimator raises on its own, and a
+    method that cannot be batched returns its own result (with a
+    :class:`~skbatch.SerialFallbackWarning`). When the remaining rows would
+    take less than about 0.2 s serially, and no ``batch_size`` is set, they run
+    in-process: starting workers would cost more than it saves.
 
     ``score`` predicts in batches, then applies accuracy (classifiers) or R²
     (regressors). Estimators with any other ``score`` are scored serially.
