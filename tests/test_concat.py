@@ -71,3 +71,7 @@ def test_head_agrees():
     assert head_agrees((whole[:3], whole[:3, 0]), (whole, whole[:, 0]), 3, 5)
     assert head_agrees([1, 2, 3], [1, 2, 3, 4, 5], 3, 5)
     assert not head_agrees(2.0, 3.0, 3, 5)
+    # float32 rounding is coarser: tolerated in proportion.
+    whole32 = whole.astype(np.float32)
+    assert head_agrees(whole32[:3] * np.float32(1 + 2e-7), whole32, 3, 5)
+    assert not head_agrees(whole32[:3] * np.float32(1.01), whole32, 3, 5)
