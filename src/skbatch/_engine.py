@@ -151,7 +151,7 @@ def run(
             f"{label} ran as one call on the whole input, not in batches: "
             f"{reason}. The result is the estimator's own."
         ),
-        stacklevel=3,
+        stacklevel=4,  # the user's line calling predict, transform, ...
     )
     return result
 
