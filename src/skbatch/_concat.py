@@ -139,14 +139,15 @@ def head_agrees(head, whole, head_rows: int, whole_rows: int) -> bool:
         return False
     whole = whole[:head_rows]
     if np.issubdtype(head.dtype, np.inexact) and np.issubdtype(whole.dtype, np.inexact):
-        # Rounding differences scale with the dtype's precision and the values'
-        # magnitude: allow a thousand ulps of the largest value.
+        # Rounding differences grow with the dtype's precision and the values'
+        # magnitude (and a lot where results cancel, as in a variance near 0):
+        # allow 1e-7 of the largest value, or a thousand ulps if coarser.
         eps = np.finfo(np.result_type(head.dtype, whole.dtype)).eps
         with np.errstate(invalid="ignore"):
             scale = np.nanmax(np.abs(whole), initial=1.0)
         if not np.isfinite(scale):
             scale = 1.0
-        tolerance = 1000 * eps
+        tolerance = max(1e-7, 1000 * eps)
         return bool(
             np.allclose(
                 head, whole, rtol=tolerance, atol=tolerance * scale, equal_nan=True

@@ -14,17 +14,13 @@ from typing import ClassVar
 
 import numpy as np
 from sklearn.base import (
-    ClassifierMixin,
     MetaEstimatorMixin,
-    RegressorMixin,
     TransformerMixin,
     _fit_context,
     clone,
 )
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
-from sklearn.metrics import accuracy_score, r2_score
-from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils._set_output import _safe_set_output
 from sklearn.utils._tags import get_tags
@@ -39,6 +35,7 @@ from sklearn.utils.metaestimators import available_if
 from skbatch import _engine
 from skbatch._base import SkbatchEstimator
 from skbatch._errors import SerialFallbackWarning
+from skbatch._splittable import not_row_wise_reason, row_wise_score_metric
 
 #: Methods whose metadata is routed to the same method of the wrapped estimator.
 _ROUTED_METHODS = (
@@ -71,64 +68,6 @@ def _estimator_has(attr):
         return hasattr(getattr(self, "estimator_", self.estimator), attr)
 
     return check
-
-
-def _not_row_wise_reason(estimator):
-    """Why ``estimator``'s methods cannot be split by rows, if known; else None.
-
-    Catches scikit-learn estimators whose output for a row depends on the rows
-    given with it, seen through FrozenEstimator, pipelines and column/feature
-    unions. skbatch also checks every call's first rows (see ``_engine``), but
-    that check only sees those rows.
-    """
-    if isinstance(estimator, FrozenEstimator):
-        return _not_row_wise_reason(estimator.estimator)
-    name = type(estimator).__name__
-    if name in {"NMF", "MiniBatchNMF"}:
-        return (
-            f"{name}.transform starts from, and stops on, statistics of all the "
-            "rows it is given"
-        )
-    if name == "IterativeImputer" and getattr(estimator, "sample_posterior", False):
-        return "IterativeImputer(sample_posterior=True) draws random values in order"
-    children = []
-    if isinstance(estimator, Pipeline):
-        children = [step for _, step in estimator.steps]
-    elif hasattr(estimator, "transformer_list"):  # FeatureUnion
-        children = [t for _, t in estimator.transformer_list]
-    elif hasattr(estimator, "transformers"):  # ColumnTransformer
-        fitted = getattr(estimator, "transformers_", estimator.transformers)
-        children = [t for _, t, _ in fitted]
-    for child in children:
-        if hasattr(child, "get_params"):
-            reason = _not_row_wise_reason(child)
-            if reason:
-                return reason
-    return None
-
-
-def _row_wise_score_metric(estimator):
-    """The metric behind ``estimator.score`` when it is computed from ``predict``.
-
-    Accuracy for scikit-learn classifiers, R² for regressors, seen through
-    ``FrozenEstimator`` and ``Pipeline``. None for anything else (clusterers,
-    density estimators, custom ``score`` methods): those are scored serially.
-    """
-    while True:
-        if isinstance(estimator, FrozenEstimator):
-            estimator = estimator.estimator
-        elif (
-            isinstance(estimator, Pipeline) and type(estimator).score is Pipeline.score
-        ):
-            estimator = estimator.steps[-1][1]
-        else:
-            break
-    score = getattr(type(estimator), "score", None)
-    if score is ClassifierMixin.score:
-        return accuracy_score
-    if score is RegressorMixin.score:
-        return r2_score
-    return None
 
 
 class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
@@ -318,7 +257,7 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
     def _batched(self, method, X, params):
         self._check_params()
         estimator = self._fitted_estimator()
-        reason = _not_row_wise_reason(estimator)
+        reason = not_row_wise_reason(estimator)
         if reason is not None:
             label = f"{_display_name(estimator)}.{method}"
             warnings.warn(
@@ -524,7 +463,7 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
         """
         estimator = self._fitted_estimator()
         params = self._route("score", params)
-        metric = None if params else _row_wise_score_metric(estimator)
+        metric = None if params else row_wise_score_metric(estimator)
         if metric is None:
             if sample_weight is not None:
                 params["sample_weight"] = sample_weight
