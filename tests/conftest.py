@@ -54,11 +54,17 @@ class RecordingBar:
         self.n = 0
         self.updates = []
         self.closed = False
+        self.postfix = ""
+        self.postfixes = []
         RecordingBar.instances.append(self)
 
     def update(self, n=1):
         self.n += n
         self.updates.append(n)
+
+    def set_postfix_str(self, text="", refresh=True):
+        self.postfix = text
+        self.postfixes.append(text)
 
     def close(self):
         self.closed = True

@@ -23,3 +23,14 @@ def test_readme_quickstart_runs():
     quickstart = readme.split("## Quickstart", 1)[1]
     code = quickstart.split("```python", 1)[1].split("```", 1)[0]
     exec(compile(code, "README.md", "exec"), {})
+
+
+def test_quickstart_doc_snippets_run():
+    import re
+
+    text = (Path(__file__).parent.parent / "docs" / "quickstart.rst").read_text()
+    blocks = re.findall(r"\.\. code-block:: python\n\n((?:   .*\n|\n)+)", text)
+    assert len(blocks) >= 3
+    for i, block in enumerate(blocks):
+        code = "\n".join(line[3:] for line in block.splitlines())
+        exec(compile(code, f"quickstart.rst block {i}", "exec"), {})

@@ -53,6 +53,17 @@ def test_worker_bars(iris, bars):
     assert all(bar.closed for bar in bars)
 
 
+def test_waiting_for_workers_is_shown_then_cleared(iris, bars):
+    X, y = iris
+    batched = BatchedPredictor(
+        LogisticRegression(max_iter=500), progress=True, n_jobs=2, batch_size=50
+    )
+    batched.fit(X, y).predict(X)
+    assert bars[0].postfixes[0] == "waiting for workers"
+    assert bars[0].postfix == ""  # cleared by the first worker report
+    assert bars[0].n == len(X)
+
+
 def test_no_bar_without_progress(iris, bars):
     X, y = iris
     BatchedPredictor(LogisticRegression(), n_jobs=2, batch_size=50).fit(X, y).predict(X)

@@ -228,6 +228,7 @@ def _run_planned(call, X, n, n_workers, backend, batch_size, progress, log, labe
             # workers; warning filters go to worker processes only (see run_batch).
             config = get_config()
             filters = list(warnings.filters) if cross_process else None
+            monitor.waiting_for_workers()
             outputs = parallel(
                 delayed(run_batch)(
                     config,

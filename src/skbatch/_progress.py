@@ -109,6 +109,7 @@ class ProgressMonitor:
         self._thread = None
         self._queue = None
         self._bars = []
+        self._waiting = False
 
     def __enter__(self):
         if self.mode is None:
@@ -138,6 +139,16 @@ class ProgressMonitor:
         self._thread.start()
         return self
 
+    def waiting_for_workers(self) -> None:
+        """Say on the overall bar that rows are with workers still starting.
+
+        Cleared by the first report from a worker; without it, a bar resting at
+        the first rows for the seconds workers take to start looks stuck.
+        """
+        if self.mode is not None:
+            self._overall.set_postfix_str("waiting for workers")
+            self._waiting = True
+
     def _listen(self) -> None:
         while True:
             try:
@@ -149,6 +160,9 @@ class ProgressMonitor:
             pid, thread, n_rows = message
             self._overall.update(n_rows)
             key = (pid, thread)
+            if self._waiting and self._worker_bars.get(key, True) is not None:
+                self._overall.set_postfix_str("", refresh=False)
+                self._waiting = False
             if key not in self._worker_bars:
                 self._worker_bars[key] = (
                     self._free_bars.pop() if self._free_bars else None
