@@ -119,3 +119,24 @@ class WarningClassifier(ClassifierMixin, BaseEstimator):
 
         warnings.warn(DriftWarning("a", 0.5), stacklevel=2)
         return np.zeros(len(X), dtype=int)
+
+
+_PARENT_PID = os.getpid()
+
+
+class ParentOnlyClassifier(ClassifierMixin, BaseEstimator):
+    """Cannot be unpickled in another process (as some models holding handles
+    to local resources): its ``__setstate__`` refuses."""
+
+    def fit(self, X, y=None):
+        self.classes_ = np.array([0, 1])
+        self.home_ = os.getpid()
+        return self
+
+    def __setstate__(self, state):
+        if os.getpid() != state.get("home_", os.getpid()):
+            raise RuntimeError("this model only loads in the process that made it")
+        self.__dict__.update(state)
+
+    def predict(self, X):
+        return (np.asarray(X)[:, 0] > 5).astype(int)

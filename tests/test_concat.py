@@ -61,17 +61,61 @@ def test_check_rows():
         check_rows(1.5, 3, "Est.score")
 
 
-def test_head_agrees():
-    from skbatch._concat import head_agrees
+def test_tail_agrees():
+    from skbatch._concat import tail_agrees
 
     whole = np.arange(10.0).reshape(5, 2)
-    assert head_agrees(whole[:3] + 1e-15, whole, 3, 5)  # rounding is fine
-    assert not head_agrees(whole[:3] * 1.001, whole, 3, 5)
-    assert not head_agrees(np.eye(3), np.eye(5), 3, 5)  # shape grows with rows
-    assert head_agrees((whole[:3], whole[:3, 0]), (whole, whole[:, 0]), 3, 5)
-    assert head_agrees([1, 2, 3], [1, 2, 3, 4, 5], 3, 5)
-    assert not head_agrees(2.0, 3.0, 3, 5)
+    assert tail_agrees(whole[2:] + 1e-15, whole, 2, 5)  # rounding is fine
+    assert not tail_agrees(whole[2:] * 1.001, whole, 2, 5)
+    assert not tail_agrees(np.eye(3), np.eye(5), 2, 5)  # shape grows with rows
+    assert tail_agrees((whole[2:], whole[2:, 0]), (whole, whole[:, 0]), 2, 5)
+    assert tail_agrees([3, 4, 5], [1, 2, 3, 4, 5], 2, 5)
+    assert not tail_agrees(2.0, 3.0, 2, 5)
     # float32 rounding is coarser: tolerated in proportion.
     whole32 = whole.astype(np.float32)
-    assert head_agrees(whole32[:3] * np.float32(1 + 2e-7), whole32, 3, 5)
-    assert not head_agrees(whole32[:3] * np.float32(1.01), whole32, 3, 5)
+    assert tail_agrees(whole32[2:] * np.float32(1 + 2e-7), whole32, 2, 5)
+    assert not tail_agrees(whole32[2:] * np.float32(1.01), whole32, 2, 5)
+
+
+def test_tail_agrees_with_missing_values_and_odd_outputs():
+    pd = pytest.importorskip("pandas")
+    sparse = pytest.importorskip("scipy.sparse")
+    from skbatch._concat import tail_agrees
+
+    obj = np.array([["a", np.nan], ["b", None], ["c", 1.5]], dtype=object)
+    assert tail_agrees(obj[1:].copy(), obj, 1, 3)
+    frame = pd.DataFrame(
+        {
+            "i": pd.array([1, pd.NA, 3], dtype="Int64"),
+            "t": pd.to_datetime(["2020-01-01", None, "2020-01-03"]),
+        }
+    )
+    assert tail_agrees(frame.iloc[1:].copy(), frame, 1, 3)
+    rows = [(1, 2), (), (3,)]
+    assert tail_agrees(rows[1:], rows, 1, 3)
+    # Per-row vectors as long as the rows: not mistaken for per-output arrays.
+    vectors = [np.arange(4.0) + i for i in range(4)]
+    assert tail_agrees(vectors[1:], vectors, 1, 4)
+    wide = sparse.random(5, 2**20, density=1e-5, format="csr", random_state=0)
+    assert tail_agrees(wide[2:].copy(), wide, 2, 5)  # never densified
+    other = wide.copy()
+    other.data = other.data + 1.0
+    assert not tail_agrees(other[2:], wide, 2, 5) or wide[2:].nnz == 0
+
+
+def test_categories_are_unified():
+    pd = pytest.importorskip("pandas")
+    a = pd.DataFrame({"c": pd.Categorical(["x", "y"])})
+    b = pd.DataFrame({"c": pd.Categorical(["w"])}, index=[2])
+    out = concat_parts([a, b], [2, 1])
+    expected = pd.DataFrame({"c": ["x", "y", "w"]}).astype("category")
+    pd.testing.assert_frame_equal(out, expected)
+
+
+def test_sparse_index_dtype_kept():
+    sparse = pytest.importorskip("scipy.sparse")
+    part = sparse.csr_matrix(np.eye(2))
+    part.indices = part.indices.astype(np.int64)
+    part.indptr = part.indptr.astype(np.int64)
+    out = concat_parts([part, part.copy()], [2, 2])
+    assert out.indices.dtype == np.int64

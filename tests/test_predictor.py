@@ -496,3 +496,170 @@ def test_fitted_attributes_are_delegated(iris):
     assert not hasattr(BatchedPredictor(LogisticRegression()), "coef_")
     with pytest.raises(AttributeError, match="no attribute 'nonsense_'"):
         batched.nonsense_  # noqa: B018
+
+
+def test_writing_transformer_never_changes_rows_twice(iris):
+    from sklearn.gaussian_process import GaussianProcessRegressor
+
+    from skbatch import SerialFallbackWarning
+
+    X, y = iris
+    X_serial, X_user = X.copy(), X.copy()
+    pipe = make_pipeline(StandardScaler(copy=False), GaussianProcessRegressor())
+    pipe.fit(X[:100].copy(), y[:100])
+    expected = pipe.predict(X_serial, return_cov=True)
+    batched = BatchedPredictor(FrozenEstimator(pipe), n_jobs=2, batch_size=100)
+    with pytest.warns(SerialFallbackWarning):
+        got = batched.predict(X_user, return_cov=True)
+    assert_same_output(got, expected)
+    # The one whole-input call changed the rows once, as the serial call did.
+    assert_allclose(X_user, X_serial)
+
+
+def test_batched_calls_do_not_write_into_the_users_rows(iris):
+    X, y = iris
+    X_user = X.copy()
+    pipe = make_pipeline(StandardScaler(copy=False), LogisticRegression()).fit(
+        X.copy(), y
+    )
+    expected = pipe.predict_proba(X.copy())
+    for params in [
+        {"n_jobs": 1, "progress": True},
+        {**PARALLEL, "backend": "threading"},
+    ]:
+        got = BatchedPredictor(FrozenEstimator(pipe), **params).predict_proba(X_user)
+        assert_same_output(got, expected)
+        assert_array_equal(X_user, X)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_row_wise_check_runs_whatever_the_batch_size(iris, batch_size):
+    from sklearn.gaussian_process import GaussianProcessRegressor
+
+    from skbatch import SerialFallbackWarning
+
+    X, y = iris
+    gpr = GaussianProcessRegressor().fit(X[:100], y[:100])
+    batched = BatchedPredictor(FrozenEstimator(gpr), n_jobs=2, batch_size=batch_size)
+    with pytest.warns(SerialFallbackWarning):
+        _, cov = batched.predict(X[:300], return_cov=True)
+    assert cov.shape == (300, 300)
+
+
+def test_reseeded_random_predictions_are_not_stitched(iris):
+    from sklearn.dummy import DummyClassifier
+
+    from skbatch import SerialFallbackWarning
+
+    X, y = iris
+    dummy = DummyClassifier(strategy="stratified", random_state=0).fit(X, y)
+    batched = BatchedPredictor(FrozenEstimator(dummy), n_jobs=2, batch_size=100)
+    with pytest.warns(SerialFallbackWarning, match="depends on the other rows"):
+        got = batched.predict(X)
+    assert_array_equal(got, dummy.predict(X))
+
+
+def test_known_non_row_wise_steps_are_found_inside_meta_estimators(iris):
+    from sklearn.decomposition import NMF
+    from sklearn.experimental import enable_iterative_imputer  # noqa: F401
+    from sklearn.impute import IterativeImputer
+    from sklearn.model_selection import GridSearchCV
+
+    from skbatch import SerialFallbackWarning
+
+    X, y = iris
+    search = GridSearchCV(
+        make_pipeline(IterativeImputer(sample_posterior=True), LogisticRegression()),
+        {"logisticregression__C": [1.0]},
+        cv=2,
+    )
+    batched = BatchedPredictor(search, n_jobs=2, batch_size=100).fit(X, y)
+    with pytest.warns(SerialFallbackWarning, match="sample_posterior"):
+        batched.predict(X)
+    # NMF's inverse_transform is row-wise: batched, no warning.
+    nmf = NMF(n_components=2, max_iter=500).fit(X)
+    W = nmf.transform(X)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SerialFallbackWarning)
+        got = BatchedTransformer(FrozenEstimator(nmf), **PARALLEL).inverse_transform(W)
+    assert_same_output(got, nmf.inverse_transform(W))
+
+
+def test_outputs_with_missing_values_are_batched(iris):
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import ColumnTransformer
+
+    from skbatch import SerialFallbackWarning
+
+    X, _ = iris
+    frame = pd.DataFrame(X, columns=list("abcd"))
+    frame["name"] = ["x", None, "z"] * 200
+    frame.loc[frame.index % 7 == 0, "a"] = np.nan
+    columns = ColumnTransformer(
+        [("keep", "passthrough", ["a", "name"])], remainder="drop"
+    ).fit(frame)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SerialFallbackWarning)
+        got = BatchedTransformer(FrozenEstimator(columns), **PARALLEL).transform(frame)
+    expected = columns.transform(frame)
+    assert got.shape == expected.shape
+    assert pd.DataFrame(got).equals(pd.DataFrame(expected))
+
+
+def test_categories_built_per_batch_are_unified():
+    pd = pytest.importorskip("pandas")
+    from sklearn.preprocessing import FunctionTransformer
+
+    frame = pd.DataFrame({"kind": np.array(["a", "b", "c", "d"])[np.arange(600) % 4]})
+    frame.loc[450:, "kind"] = "z"  # a category only the last batches see
+    to_category = FunctionTransformer(lambda X: X.astype("category"))
+    batched = BatchedTransformer(to_category, **PARALLEL)
+    assert_same_output(batched.fit_transform(frame), to_category.fit_transform(frame))
+
+
+@pytest.mark.parametrize("backend", ["loky", "multiprocessing"])
+def test_model_that_cannot_load_in_workers_falls_back(iris, backend):
+    from estimators_for_tests import ParentOnlyClassifier
+
+    from skbatch import SerialFallbackWarning
+
+    X, _ = iris
+    model = ParentOnlyClassifier().fit(X)
+    batched = BatchedPredictor(
+        FrozenEstimator(model), n_jobs=2, batch_size=100, backend=backend
+    )
+    with pytest.warns(SerialFallbackWarning, match="could not be loaded"):
+        got = batched.predict(X)
+    assert_array_equal(got, model.predict(X))
+
+
+def test_warnings_from_a_script_defined_estimator_reach_the_caller(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import warnings\n"
+        "import numpy as np\n"
+        "from sklearn.base import BaseEstimator, TransformerMixin\n"
+        "from skbatch import BatchedTransformer\n"
+        "class Loud(TransformerMixin, BaseEstimator):\n"
+        "    def fit(self, X, y=None):\n"
+        "        return self\n"
+        "    def transform(self, X):\n"
+        "        if (np.asarray(X)[:, 0] >= 250).any():\n"
+        "            warnings.warn('late rows seen')\n"
+        "        return np.asarray(X) * 1.0\n"
+        "if __name__ == '__main__':\n"
+        "    X = np.arange(400.0).reshape(-1, 1)\n"
+        "    BatchedTransformer(Loud(), n_jobs=2, batch_size=100).fit(X).transform(X)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("late rows seen") == 1

@@ -170,3 +170,34 @@ def test_forked_child_starts_its_own_manager(bars):
     process.join(30)
     assert process.exitcode == 0
     assert queue.get() is True
+
+
+def test_manager_queues_are_reused_not_leaked(iris, bars):
+    from skbatch import _progress
+
+    X, y = iris
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    from sklearn.frozen import FrozenEstimator
+
+    batched = BatchedPredictor(
+        FrozenEstimator(model),
+        n_jobs=2,
+        batch_size=100,
+        backend="multiprocessing",
+        progress=True,
+    )
+    for _ in range(3):
+        batched.predict(X)
+    assert len(_progress._free_queues) == 1  # one queue, reused by every call
+    assert all(bar.n == len(X) for bar in bars)
+
+
+def test_late_messages_from_an_earlier_call_are_ignored(bars):
+    with ProgressMonitor(10, mode="overall", cross_process=True) as first:
+        first.reporter(10)
+    with ProgressMonitor(10, mode="overall", cross_process=True) as second:
+        reporter = second.reporter
+        # An old reporter on the same (reused) queue: its rows are not ours.
+        ProgressReporter(reporter._channel, token="earlier-call")(7)
+        reporter(10)
+    assert bars[1].n == 10

@@ -12,7 +12,7 @@ import itertools
 import numpy as np
 
 from skbatch._errors import NotRowWiseError
-from skbatch._indexing import is_pandas, is_polars, is_sparse, num_rows
+from skbatch._indexing import is_pandas, is_polars, is_sparse, num_rows, take_rows
 
 
 def _is_per_output_sequence(part, n_rows: int) -> bool:
@@ -76,7 +76,8 @@ def concat_parts(parts: list, n_rows: list[int]):
     if is_sparse(first):
         import scipy.sparse
 
-        return scipy.sparse.vstack(parts, format=first.format, dtype=first.dtype)
+        joined = scipy.sparse.vstack(parts, format=first.format, dtype=first.dtype)
+        return _keep_index_dtype(joined, parts)
     if is_pandas(first):
         import pandas
 
@@ -88,7 +89,7 @@ def concat_parts(parts: list, n_rows: list[int]):
             and part.index.step == 1
             for part in parts
         )
-        return pandas.concat(parts, axis=0, ignore_index=fresh)
+        return pandas.concat(_unify_categories(parts), axis=0, ignore_index=fresh)
     if is_polars(first):
         import polars
 
@@ -99,61 +100,180 @@ def concat_parts(parts: list, n_rows: list[int]):
     )
 
 
-def _comparable(part):
-    if is_sparse(part):
-        return part.toarray()
+def _is_missing(value) -> bool:
+    try:
+        return value is None or bool(value != value)  # NaN, NaT
+    except TypeError:
+        return type(value).__name__ == "NAType"  # pandas.NA refuses bool()
+
+
+def _same_values(a, b) -> bool:
+    """Exact equality where missing values (NaN, NaT, None, pd.NA) match."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        return False
+    try:
+        return bool(np.array_equal(a, b, equal_nan=True))
+    except TypeError:
+        pass  # object arrays: compare element by element below
+    for x, y in zip(a.ravel(), b.ravel(), strict=True):
+        try:
+            if x is y or bool(x == y):
+                continue
+        except (TypeError, ValueError):
+            if _same_values(x, y) if hasattr(x, "__len__") else False:
+                continue
+        if not (_is_missing(x) and _is_missing(y)):
+            return False
+    return True
+
+
+def _close_values(a, b) -> bool:
+    """Float equality up to rounding, which grows with the dtype's precision and
+    the values' magnitude (and a lot where results cancel, as in a variance
+    near zero): 1e-7 of the largest value, or a thousand ulps if coarser."""
+    eps = np.finfo(np.result_type(a.dtype, b.dtype)).eps
+    with np.errstate(invalid="ignore"):
+        scale = np.nanmax(np.abs(b), initial=1.0) if b.size else 1.0
+    if not np.isfinite(scale):
+        scale = 1.0
+    tolerance = max(1e-7, 1000 * eps)
+    return bool(
+        np.allclose(a, b, rtol=tolerance, atol=tolerance * scale, equal_nan=True)
+    )
+
+
+def _sparse_close(a, b) -> bool:
+    """Sparse equality up to rounding, without densifying (a hashing
+    vectorizer's rows are a million columns wide)."""
+    if a.shape != b.shape:
+        return False
+    a, b = a.tocsr(), b.tocsr()
+    for m in (a, b):
+        m.sum_duplicates()
+        m.sort_indices()
+    if not (
+        np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
+    ):
+        # Different stored entries: equal only if the extra ones are zeros.
+        difference = (a - b).tocsr()
+        difference.eliminate_zeros()
+        return difference.nnz == 0
+    if np.issubdtype(a.dtype, np.inexact) and np.issubdtype(b.dtype, np.inexact):
+        return _close_values(a.data, b.data)
+    return _same_values(a.data, b.data)
+
+
+def _rows_agree(part, whole) -> bool:
+    """``part`` equals ``whole`` (same number of rows), up to float rounding."""
+    if is_sparse(part) and is_sparse(whole):
+        return _sparse_close(part, whole)
     if is_pandas(part) or is_polars(part):
-        return part.to_numpy()
-    return np.asarray(part, dtype=object) if isinstance(part, list) else part
+        if (
+            is_pandas(part)
+            and part.ndim == 2
+            and not part.columns.equals(whole.columns)
+        ):
+            return False
+        part, whole = part.to_numpy(), whole.to_numpy()
+    if isinstance(whole, list):
+        return len(part) == len(whole) and all(
+            _same_values(p, w) for p, w in zip(part, whole, strict=True)
+        )
+    part, whole = np.asarray(part), np.asarray(whole)
+    if part.ndim == 0 or part.shape != whole.shape:
+        return False
+    if np.issubdtype(part.dtype, np.inexact) and np.issubdtype(whole.dtype, np.inexact):
+        return _close_values(part, whole)
+    return _same_values(part, whole)
 
 
-def head_agrees(head, whole, head_rows: int, whole_rows: int) -> bool:
-    """Whether ``head`` (output for the first ``head_rows`` rows alone) equals
-    the first ``head_rows`` rows of ``whole`` (output for ``whole_rows`` rows).
+def tail_agrees(tail, whole, start: int, whole_rows: int) -> bool:
+    """Whether ``tail`` (output for rows ``start:whole_rows`` alone) equals the
+    same rows of ``whole`` (output for rows ``0:whole_rows``).
 
     False reveals a method whose output for a row depends on the other rows
-    (iterative solvers with a global stopping rule, random draws, shapes that
-    grow with the input). Floating-point values may differ by rounding only.
+    (iterative solvers with a global stopping rule, random draws, statistics of
+    the input, shapes that grow with the input). Floats may differ by rounding.
 
     >>> X = np.arange(6.0).reshape(3, 2)
-    >>> head_agrees(X[:2] * 2, X * 2, 2, 3)
+    >>> tail_agrees(X[1:] * 2, X * 2, 1, 3)
     True
-    >>> head_agrees(X[:2] - X[:2].mean(), X - X.mean(), 2, 3)
+    >>> tail_agrees(X[1:] - X[1:].mean(), X - X.mean(), 1, 3)
     False
     """
-    if isinstance(whole, tuple) or _is_per_output_sequence(whole, whole_rows):
+    tail_rows = whole_rows - start
+    # A list is per output (one array per output) only if both outputs read
+    # that way: a list of per-row vectors as long as the probe reads both ways.
+    per_output = _is_per_output_sequence(whole, whole_rows) and _is_per_output_sequence(
+        tail, tail_rows
+    )
+    if isinstance(whole, tuple) or per_output:
         return (
-            type(head) is type(whole)
-            and len(head) == len(whole)
+            type(tail) is type(whole)
+            and len(tail) == len(whole)
             and all(
-                head_agrees(h, w, head_rows, whole_rows)
-                for h, w in zip(head, whole, strict=True)
+                tail_agrees(t, w, start, whole_rows)
+                for t, w in zip(tail, whole, strict=True)
             )
         )
-    head, whole = _comparable(head), _comparable(whole)
-    head_shape = getattr(head, "shape", None)
-    whole_shape = getattr(whole, "shape", None)
-    if head_shape is None or whole_shape is None or len(head_shape) == 0:
+    if num_rows(tail) != tail_rows or num_rows(whole) != whole_rows:
         return False
-    if head_shape[1:] != whole_shape[1:] or head_shape[0] != head_rows:
-        return False
-    whole = whole[:head_rows]
-    if np.issubdtype(head.dtype, np.inexact) and np.issubdtype(whole.dtype, np.inexact):
-        # Rounding differences grow with the dtype's precision and the values'
-        # magnitude (and a lot where results cancel, as in a variance near 0):
-        # allow 1e-7 of the largest value, or a thousand ulps if coarser.
-        eps = np.finfo(np.result_type(head.dtype, whole.dtype)).eps
-        with np.errstate(invalid="ignore"):
-            scale = np.nanmax(np.abs(whole), initial=1.0)
-        if not np.isfinite(scale):
-            scale = 1.0
-        tolerance = max(1e-7, 1000 * eps)
-        return bool(
-            np.allclose(
-                head, whole, rtol=tolerance, atol=tolerance * scale, equal_nan=True
-            )
-        )
     try:
-        return bool(np.array_equal(head, whole))
+        return _rows_agree(tail, take_rows(whole, start, whole_rows))
     except Exception:
         return False
+
+
+def _keep_index_dtype(joined, parts):
+    """scipy's vstack narrows int64 indices to int32 when values allow; one call
+    would have kept the estimator's index dtype."""
+    wanted = np.result_type(*(p.indices.dtype for p in parts if hasattr(p, "indices")))
+    if hasattr(joined, "indices") and joined.indices.dtype != wanted:
+        joined.indices = joined.indices.astype(wanted)
+        joined.indptr = joined.indptr.astype(wanted)
+    return joined
+
+
+def _unify_categories(parts):
+    """Give categorical columns the same categories in every part.
+
+    A method that builds categories from its input (``astype("category")``)
+    gives each batch its own; pandas would then join them as plain objects. One
+    call would have seen all values: use their union, sorted as pandas sorts
+    inferred categories.
+    """
+    import pandas
+
+    def categoricals(part):
+        if isinstance(part, pandas.Series):
+            return (
+                {None: part.dtype}
+                if isinstance(part.dtype, pandas.CategoricalDtype)
+                else {}
+            )
+        return {
+            name: dtype
+            for name, dtype in part.dtypes.items()
+            if isinstance(dtype, pandas.CategoricalDtype)
+        }
+
+    first = categoricals(parts[0])
+    unified = {}
+    for name, dtype in first.items():
+        dtypes = [categoricals(part).get(name) for part in parts]
+        if any(d is None for d in dtypes) or all(d == dtype for d in dtypes):
+            continue
+        values = pandas.Index(
+            np.concatenate([np.asarray(d.categories, dtype=object) for d in dtypes])
+        ).unique()
+        try:
+            values = values.sort_values()
+        except TypeError:
+            pass  # unorderable mix: keep first-seen order
+        unified[name] = pandas.CategoricalDtype(values, ordered=dtype.ordered)
+    if not unified:
+        return parts
+    if None in unified:
+        return [part.astype(unified[None]) for part in parts]
+    return [part.astype(unified) for part in parts]

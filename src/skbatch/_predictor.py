@@ -257,7 +257,7 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
     def _batched(self, method, X, params):
         self._check_params()
         estimator = self._fitted_estimator()
-        reason = not_row_wise_reason(estimator)
+        reason = not_row_wise_reason(estimator, method)
         if reason is not None:
             label = f"{_display_name(estimator)}.{method}"
             warnings.warn(

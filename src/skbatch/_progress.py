@@ -1,11 +1,15 @@
 """Progress bars in the parent, fed with completed row counts from the workers.
 
-Workers never draw: after each sub-chunk they put ``(worker, rows)`` on a queue,
-and a listener thread in the parent moves the bars. Thread backends share a plain
-in-memory queue; process backends get a queue served by a manager process that
-is started once, on first use, with loky's spawn context (no ``__main__`` guard
-needed, no fork after OpenMP). Everything a monitor starts is torn down when it
-exits: on success, on error and on ``KeyboardInterrupt``.
+Workers never draw: after each sub-chunk they put ``(call, worker, rows)`` on a
+queue, and a listener thread in the parent moves the bars. Thread backends share
+a plain in-memory queue; process backends get a queue served by a manager
+process that is started once, on first use, with loky's spawn context (no
+``__main__`` guard needed, no fork after OpenMP). Manager queues are reused from
+call to call, not created per call: workers that die without releasing their
+handle (a terminated pool) would otherwise leave one behind each time. Messages
+carry their call's token, so a late message from an earlier call is ignored.
+Everything a monitor starts is torn down when it exits: on success, on error
+and on ``KeyboardInterrupt``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 import pickle
 import queue
 import threading
+import uuid
 
 from tqdm.auto import tqdm
 
@@ -21,25 +26,35 @@ from tqdm.auto import tqdm
 _JOIN_TIMEOUT = 5.0
 
 _manager = None
+_free_queues: list = []
 _manager_lock = threading.Lock()
 
 
-def _shared_manager():
-    """The process-wide queue manager, started on first use."""
+def _acquire_manager_queue():
+    """A queue served by the process-wide manager (started on first use)."""
     global _manager
     with _manager_lock:
         if _manager is None or not _manager._process.is_alive():
             from joblib.externals.loky.backend.context import get_context
 
             _manager = get_context("loky").Manager()
-    return _manager
+            _free_queues.clear()  # they belonged to the manager that died
+        if _free_queues:
+            return _free_queues.pop()
+        return _manager.Queue()
+
+
+def _release_manager_queue(channel) -> None:
+    with _manager_lock:
+        _free_queues.append(channel)
 
 
 def _forget_manager_after_fork():
     # A forked child (gunicorn --preload, celery prefork, a fork pool) must not
     # use or even query its parent's manager: start its own when it needs one.
-    global _manager, _manager_lock
+    global _manager, _free_queues, _manager_lock
     _manager = None
+    _free_queues = []
     _manager_lock = threading.Lock()
 
 
@@ -54,15 +69,17 @@ class ProgressReporter:
     a broken channel only stops the bars, never the computation.
     """
 
-    def __init__(self, channel=None):
+    def __init__(self, channel=None, token=None):
         self._channel = channel
+        self._token = token
 
     def __getstate__(self):
         # The channel travels as bytes so that a worker which cannot reach the
         # manager (a remote backend) loses its bars, not its task.
-        return {"channel": pickle.dumps(self._channel)}
+        return {"channel": pickle.dumps(self._channel), "token": self._token}
 
     def __setstate__(self, state):
+        self._token = state["token"]
         try:
             self._channel = pickle.loads(state["channel"])
         except Exception:
@@ -72,7 +89,7 @@ class ProgressReporter:
         if self._channel is None:
             return
         try:
-            self._channel.put((os.getpid(), threading.get_ident(), n_rows))
+            self._channel.put((self._token, os.getpid(), threading.get_ident(), n_rows))
         except Exception:
             self._channel = None
 
@@ -110,12 +127,14 @@ class ProgressMonitor:
         self._queue = None
         self._bars = []
         self._waiting = False
+        self._finished = False
 
     def __enter__(self):
         if self.mode is None:
             return self
+        self._token = uuid.uuid4().hex
         self._queue = (
-            _shared_manager().Queue() if self.cross_process else queue.SimpleQueue()
+            _acquire_manager_queue() if self.cross_process else queue.SimpleQueue()
         )
         # Bars are created here, in the caller's thread: notebook widgets must
         # not be displayed from the listener thread.
@@ -132,12 +151,17 @@ class ProgressMonitor:
             self._free_bars.reverse()
         # Rows done by the calling thread count only in the overall bar.
         self._worker_bars[(os.getpid(), threading.get_ident())] = None
-        self.reporter = ProgressReporter(self._queue)
+        self.reporter = ProgressReporter(self._queue, self._token)
         self._thread = threading.Thread(
             target=self._listen, name="skbatch-progress", daemon=True
         )
         self._thread.start()
         return self
+
+    def finish(self) -> None:
+        """Mark every row done (the rows were computed some other way, such as
+        one call on the whole input); the overall bar ends at ``total``."""
+        self._finished = True
 
     def waiting_for_workers(self) -> None:
         """Say on the overall bar that rows are with workers still starting.
@@ -155,9 +179,11 @@ class ProgressMonitor:
                 message = self._queue.get()
             except Exception:
                 return  # the manager went away; nothing more will arrive
-            if message is None:
+            token, pid, thread, n_rows = message
+            if token != self._token:
+                continue  # a late message from an earlier call on this queue
+            if pid is None:
                 return
-            pid, thread, n_rows = message
             self._overall.update(n_rows)
             key = (pid, thread)
             if self._waiting and self._worker_bars.get(key, True) is not None:
@@ -176,10 +202,14 @@ class ProgressMonitor:
         try:
             if self._thread is not None:
                 try:
-                    self._queue.put(None)
+                    self._queue.put((self._token, None, None, 0))
                 except Exception:
                     pass  # listener exits on its own when the queue is gone
                 self._thread.join(_JOIN_TIMEOUT)
+                if self.cross_process and not self._thread.is_alive():
+                    _release_manager_queue(self._queue)
+                if self._finished and self._overall.n < self.total:
+                    self._overall.update(self.total - self._overall.n)
         finally:
             for bar in reversed(self._bars):
                 bar.close()

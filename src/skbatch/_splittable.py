@@ -1,8 +1,8 @@
 """Which wrapped estimators' methods can be split by rows, and how to score them.
 
 skbatch checks row-wise-ness on every call's first rows (``_engine``); this
-module holds what is known beforehand about scikit-learn estimators, seen
-through ``FrozenEstimator``, pipelines and column/feature unions.
+module holds what is known beforehand about scikit-learn estimators, wherever
+they sit inside the wrapped estimator (pipelines, unions, searches, ...).
 """
 
 from __future__ import annotations
@@ -13,44 +13,53 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.pipeline import Pipeline
 
 
-def not_row_wise_reason(estimator):
-    """Why ``estimator``'s methods cannot be split by rows, if known; else None.
+def _inner_estimators(estimator):
+    """Estimators held in ``estimator``'s parameters: pipeline steps, column
+    and feature union parts, the ``estimator`` of search and calibration
+    meta-estimators, and so on."""
+    try:
+        params = estimator.get_params(deep=False)
+    except Exception:
+        return
+    for value in params.values():
+        candidates = value if isinstance(value, (list, tuple)) else [value]
+        for item in candidates:
+            for inner in item if isinstance(item, tuple) else (item,):
+                if hasattr(inner, "get_params") and not isinstance(inner, type):
+                    yield inner
+
+
+def not_row_wise_reason(estimator, method="transform"):
+    """Why ``estimator.<method>`` cannot be split by rows, if known; else None.
 
     Catches scikit-learn estimators whose output for a row depends on the rows
-    given with it. The check on every call's first rows only sees those rows;
-    these estimators can differ only further on.
+    given with it, wherever they sit inside the wrapped estimator. The check on
+    every call's rows only sees the first rows; these can differ further on.
 
     >>> from sklearn.decomposition import NMF
     >>> from sklearn.pipeline import make_pipeline
     >>> from sklearn.preprocessing import StandardScaler
     >>> not_row_wise_reason(make_pipeline(StandardScaler(), NMF())) is not None
     True
+    >>> not_row_wise_reason(NMF(), "inverse_transform") is None
+    True
     >>> not_row_wise_reason(StandardScaler()) is None
     True
     """
     if isinstance(estimator, FrozenEstimator):
-        return not_row_wise_reason(estimator.estimator)
+        return not_row_wise_reason(estimator.estimator, method)
     name = type(estimator).__name__
-    if name in {"NMF", "MiniBatchNMF"}:
+    if name in {"NMF", "MiniBatchNMF"} and method != "inverse_transform":
         return (
             f"{name}.transform starts from, and stops on, statistics of all the "
             "rows it is given"
         )
     if name == "IterativeImputer" and getattr(estimator, "sample_posterior", False):
         return "IterativeImputer(sample_posterior=True) draws random values in order"
-    children = []
-    if isinstance(estimator, Pipeline):
-        children = [step for _, step in estimator.steps]
-    elif hasattr(estimator, "transformer_list"):  # FeatureUnion
-        children = [t for _, t in estimator.transformer_list]
-    elif hasattr(estimator, "transformers"):  # ColumnTransformer
-        fitted = getattr(estimator, "transformers_", estimator.transformers)
-        children = [t for _, t, _ in fitted]
-    for child in children:
-        if hasattr(child, "get_params"):
-            reason = not_row_wise_reason(child)
-            if reason:
-                return reason
+    for inner in _inner_estimators(estimator):
+        reason = not_row_wise_reason(inner, method)
+        if reason:
+            return reason
     return None
 
 

@@ -9,6 +9,7 @@ garbled error (the caller then calls the estimator itself, see ``_engine``).
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import traceback
@@ -20,7 +21,7 @@ from sklearn import config_context
 
 from skbatch._batching import iter_chunks
 from skbatch._concat import check_rows
-from skbatch._indexing import is_readonly_array, num_rows, take_rows
+from skbatch._indexing import copy_rows, is_readonly_array, num_rows, take_rows
 
 try:  # joblib >= 1.6 depends on cloudpickle; older releases vendor it
     import cloudpickle
@@ -42,12 +43,29 @@ def _restore_model(token: str, data: bytes):
     with _WORKER_MODELS_LOCK:
         model = _WORKER_MODELS.get(token)
         if model is None:
-            model = cloudpickle.loads(data)
+            try:
+                model = cloudpickle.loads(data)
+            except Exception as exc:
+                # Raising while a task is unpickled breaks loky's pool and hangs
+                # multiprocessing's: fail when the model is used instead.
+                model = _UnloadableModel(exc)
             # Keep only the newest model: an idle worker should not hold
             # an old call's model in memory.
             _WORKER_MODELS.clear()
             _WORKER_MODELS[token] = model
     return model
+
+
+class _UnloadableModel:
+    """Stands for a model that could not be unpickled in this worker."""
+
+    def __init__(self, exc: Exception):
+        self.error = _travelling(exc)
+
+    def __getattr__(self, name):
+        raise WorkerError(
+            f"the model could not be loaded in a worker process: {self.error}"
+        )
 
 
 class SharedModel:
@@ -91,8 +109,15 @@ def add_note(exc: BaseException, note: str) -> None:
         exc.add_note(note)
 
 
-def run_rows(call, X, start, stop, chunk_rows, report, copy_readonly, offset=0):
+def run_rows(call, X, start, stop, chunk_rows, report, copy, offset=0):
     """Run ``call`` over rows ``[start, stop)`` of ``X`` in sub-chunks.
+
+    ``copy`` says which chunks the method gets as copies: ``"always"`` where
+    ``X`` is the user's own data (the calling process, worker threads), so a
+    method that writes into its input never changes the user's rows (and a
+    fallback to one whole-input call starts from untouched data);
+    ``"readonly"`` in worker processes, where joblib memory-maps large inputs
+    read-only although the user's array was writeable; ``"never"``.
 
     Returns the per-chunk outputs and their row counts. ``offset`` is where
     ``X`` starts in the user's input, for error notes.
@@ -101,11 +126,12 @@ def run_rows(call, X, start, stop, chunk_rows, report, copy_readonly, offset=0):
     lo = hi = start
     try:
         for lo, hi in iter_chunks(start, stop, chunk_rows):
-            rows = take_rows(X, lo, hi)
-            if copy_readonly and is_readonly_array(rows):
-                # joblib memory-maps large inputs read-only in worker processes;
-                # the serial call would have received a writeable array.
-                rows = rows.copy()
+            if copy == "always":
+                rows = copy_rows(X, lo, hi)
+            else:
+                rows = take_rows(X, lo, hi)
+                if copy == "readonly" and is_readonly_array(rows):
+                    rows = rows.copy()
             out = call(rows)
             check_rows(out, hi - lo, call.label)
             parts.append(out)
@@ -120,34 +146,50 @@ def run_rows(call, X, start, stop, chunk_rows, report, copy_readonly, offset=0):
     return parts, n_rows
 
 
-def run_batch(
-    config, warning_filters, call, X_batch, offset, chunk_rows, report, copy_readonly
-):
+def run_batch(config, filters_blob, call, X_batch, offset, chunk_rows, report, copy):
     """Worker entry point: a batch arrives already sliced; it starts at ``offset``.
 
     Runs under the caller's scikit-learn ``config`` (``transform_output``, ...).
     Returns ``(parts, n_rows, warnings)``. A worker process gets the caller's
-    ``warning_filters``, records its warnings and returns them, so the caller
-    shows each once; a worker thread (``warning_filters=None``) shares the
-    caller's warnings state and leaves it alone: swapping it from several
-    threads at once is not safe.
+    warning filters (pickled, ``filters_blob``), records its warnings and
+    returns them, so the caller shows each once; a worker thread
+    (``filters_blob=None``) shares the caller's warnings state and leaves it
+    alone: swapping it from several threads at once is not safe.
     """
     n = num_rows(X_batch)
     with config_context(**config):
-        if warning_filters is None:
+        if filters_blob is None:
             parts, n_rows = run_rows(
-                call, X_batch, 0, n, chunk_rows, report, copy_readonly, offset
+                call, X_batch, 0, n, chunk_rows, report, copy, offset
             )
             return parts, n_rows, []
         try:
             with warnings.catch_warnings(record=True) as caught:
-                warnings.filters[:] = warning_filters
+                _apply_filters(filters_blob)
                 parts, n_rows = run_rows(
-                    call, X_batch, 0, n, chunk_rows, report, copy_readonly, offset
+                    call, X_batch, 0, n, chunk_rows, report, copy, offset
                 )
         except Exception as exc:
             raise _travelling(exc) from None
     return parts, n_rows, [portable_warning(w) for w in caught]
+
+
+def pack_filters():
+    """The caller's warning filters as bytes for worker processes, or b"" if
+    they cannot travel (a category defined where workers cannot import it)."""
+    try:
+        return cloudpickle.dumps(list(warnings.filters))
+    except Exception:
+        return b""
+
+
+def _apply_filters(filters_blob: bytes) -> None:
+    # Filters that cannot be rebuilt here are left at the worker's defaults:
+    # the caller applies its own filters again when it re-issues warnings.
+    try:
+        warnings.filters[:] = cloudpickle.loads(filters_blob)
+    except Exception:
+        pass
 
 
 def _travelling(exc: Exception) -> Exception:
@@ -187,7 +229,9 @@ def _module_registry(filename: str, cache: dict):
     show a warning once, whether it was first raised here or in a worker.
     """
     if filename not in cache:
-        cache[filename] = (None, None)
+        # Code shipped by value (a class defined in a script or notebook) has no
+        # module here; warn_explicit drops a warning whose module is None.
+        cache[filename] = (os.path.splitext(os.path.basename(filename))[0], {})
         for name, module in list(sys.modules.items()):
             if getattr(module, "__file__", None) == filename:
                 registry = module.__dict__.setdefault("__warningregistry__", {})
