@@ -200,9 +200,9 @@ def _run_planned(call, X_rows, n, parallel, cross_process, batch_size, monitor, 
             f"[skbatch] {label}: {n} rows in-process "
             f"(workers: {n_workers}, estimated serial time {estimate:.3f} s)."
         )
+        # Sub-chunks even without a bar: each is copied (see run_rows), and
+        # bounded chunks keep that copy small.
         chunk_rows = chunk_rows_for(rest, row_nbytes(X_rows))
-        if monitor.mode is None:
-            chunk_rows = rest
         more, more_rows = run_rows(
             call, X_rows, probe_stop, n, chunk_rows, report, "always"
         )

@@ -103,7 +103,9 @@ def copy_rows(X, start: int, stop: int):
     """
     rows = take_rows(X, start, stop)
     if isinstance(rows, list):
-        return copy.deepcopy(rows)
+        # Each row copied one level deep: enough for lists of lists or dicts,
+        # and cheap for lists of strings (which cannot change).
+        return [copy.copy(row) for row in rows]
     if hasattr(rows, "copy") and not is_polars(rows):  # polars frames are immutable
         return rows.copy()
     return rows
