@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parent.parent
-PATHS = ["src", "tests", "examples", "docs/conf.py"]
+PATHS = ["src", "tests", "examples", "benchmarks", "docs/conf.py"]
 
 
 def _ruff(*args):

@@ -1,0 +1,314 @@
+"""Benchmark batch inference: serial, joblib, tqdm_batch, dask-ml, mpire, skbatch.
+
+Every (workload, tool) pair runs in a fresh Python process, so the first call
+is a true cold start (worker start-up included) and memory is that pair's own.
+Each process times the first call, then ``--repeats`` warm calls (median), and
+samples the resident memory of itself and all its child processes.
+
+    python -m pip install -e . -r benchmarks/requirements.txt
+    python benchmarks/run.py            # full sizes (about 15 minutes)
+    python benchmarks/run.py --quick    # a tenth of the rows, for a smoke run
+
+Results: ``benchmarks/results/latest.json`` and, unless ``--no-docs``,
+``docs/benchmarks.md`` with ``docs/_static/benchmarks.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+
+# ------------------------------------------------------------- child process
+class PeakMemory:
+    """Samples the summed RSS of this process and its descendants."""
+
+    def __init__(self, interval=0.01):
+        import psutil
+
+        self._process = psutil.Process()
+        self._interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _rss(self):
+        total = 0
+        for proc in [self._process, *self._process.children(recursive=True)]:
+            try:
+                total += proc.memory_info().rss
+            except Exception:
+                pass
+        return total
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            self._stop.wait(self._interval)
+
+    def __enter__(self):
+        self.peak = self._rss()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def child(workload, tool, scale, repeats, reference):
+    import numpy as np
+    from tools import TOOLS
+    from workloads import WORKLOADS
+
+    model, X, method = WORKLOADS[workload][1](scale)
+    run = TOOLS[tool]
+    with PeakMemory() as memory:
+        start = time.perf_counter()
+        out = run(model, X, method)
+        first = time.perf_counter() - start
+        warm = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run(model, X, method)
+            warm.append(time.perf_counter() - start)
+    if reference is None:
+        same = True
+    else:
+        expected = np.load(reference)
+        same = bool(
+            out.shape == expected.shape
+            and (
+                np.allclose(out, expected)
+                if np.issubdtype(out.dtype, np.floating)
+                else np.array_equal(out, expected)
+            )
+        )
+    return {
+        "rows": len(X),
+        "first": first,
+        "warm": statistics.median(warm),
+        "peak_mb": memory.peak / 2**20,
+        "same": same,
+    }, out
+
+
+# ------------------------------------------------------------ parent process
+def machine():
+    import joblib
+    import numpy
+    import sklearn
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "scikit-learn": sklearn.__version__,
+        "joblib": joblib.__version__,
+    }
+
+
+def run_pair(workload, tool, scale, repeats, reference, save_to=None):
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        workload,
+        tool,
+        "--scale",
+        str(scale),
+        "--repeats",
+        str(repeats),
+    ]
+    if reference:
+        command += ["--reference", reference]
+    if save_to:
+        command += ["--save", save_to]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr else "?"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def write_docs(results, info, scale, repeats):
+    from tools import TOOLS
+    from workloads import WORKLOADS
+
+    lines = [
+        "Benchmarks",
+        "==========",
+        "",
+        "Batch inference with each tool, measured by ``benchmarks/run.py`` "
+        f"(scale {scale}, median of {repeats} warm calls, {2} workers).",
+        "",
+        f"Machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}, "
+        f"numpy {info['numpy']}, scikit-learn {info['scikit-learn']}, "
+        f"joblib {info['joblib']}.",
+        "",
+        "*first*: the first call in a fresh process (worker start-up included); "
+        "*warm*: later calls; *x*: serial warm time divided by the tool's; "
+        "*MB*: peak resident memory of all processes.",
+        "",
+    ]
+    for workload, (title, _) in WORKLOADS.items():
+        rows = results.get(workload)
+        if not rows:
+            continue
+        serial = rows.get("serial", {})
+        lines += [
+            title,
+            "-" * len(title),
+            "",
+            ".. list-table::",
+            "   :header-rows: 1",
+            "",
+        ]
+        lines += [
+            "   * - tool",
+            "     - first s",
+            "     - warm s",
+            "     - x (warm)",
+            "     - x (first)",
+            "     - MB",
+            "     - same",
+        ]
+        for tool in TOOLS:
+            r = rows.get(tool)
+            if r is None:
+                continue
+            if "error" in r:
+                lines += [f"   * - {tool}", f"     - failed: {r['error'][:60]}"]
+                lines += ["     -"] * 5
+                continue
+            warm_x = serial.get("warm", float("nan")) / r["warm"]
+            first_x = serial.get("first", float("nan")) / r["first"]
+            lines += [
+                f"   * - {tool}",
+                f"     - {r['first']:.3f}",
+                f"     - {r['warm']:.3f}",
+                f"     - {warm_x:.2f}",
+                f"     - {first_x:.2f}",
+                f"     - {r['peak_mb']:.0f}",
+                f"     - {'yes' if r['same'] else 'NO'}",
+            ]
+        lines.append("")
+    lines += [
+        "",
+        ".. image:: _static/benchmarks.png",
+        "   :alt: warm speed-up by tool",
+        "",
+    ]
+    (ROOT / "docs" / "benchmarks.rst").write_text("\n".join(lines))
+    plot(results)
+
+
+def plot(results):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from tools import TOOLS
+
+    workloads = [w for w in results if "serial" in results[w]]
+    tools = [t for t in TOOLS if t != "serial"]
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    width = 0.8 / len(tools)
+    for i, tool in enumerate(tools):
+        ys = []
+        for w in workloads:
+            r = results[w].get(tool, {})
+            ys.append(results[w]["serial"]["warm"] / r["warm"] if "warm" in r else 0)
+        ax.bar([x + i * width for x in range(len(workloads))], ys, width, label=tool)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(workloads))], workloads)
+    ax.set_ylabel("warm speed-up vs serial")
+    ax.legend(ncol=4, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(ROOT / "docs" / "_static" / "benchmarks.png", dpi=110)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a tenth of the rows")
+    parser.add_argument("--scale", type=float, default=None)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", default="", help="comma-separated workloads")
+    parser.add_argument("--tools", default="", help="comma-separated tools")
+    parser.add_argument("--no-docs", action="store_true")
+    parser.add_argument("--child", nargs=2, metavar=("WORKLOAD", "TOOL"))
+    parser.add_argument("--reference")
+    parser.add_argument("--save")
+    args = parser.parse_args(argv)
+    scale = args.scale if args.scale is not None else (0.1 if args.quick else 1.0)
+
+    if args.child:
+        import numpy as np
+
+        result, out = child(*args.child, scale, args.repeats, args.reference)
+        if args.save:
+            np.save(args.save, out)
+        print(json.dumps(result))
+        return 0
+
+    from tools import TOOLS
+    from workloads import WORKLOADS
+
+    workloads = args.only.split(",") if args.only else list(WORKLOADS)
+    tools = args.tools.split(",") if args.tools else list(TOOLS)
+    results, info = {}, machine()
+    with tempfile.TemporaryDirectory() as tmp:
+        for workload in workloads:
+            results[workload] = {}
+            reference = os.path.join(tmp, f"{workload}.npy")
+            for tool in ["serial", *[t for t in tools if t != "serial"]]:
+                r = run_pair(
+                    workload,
+                    tool,
+                    scale,
+                    args.repeats,
+                    None if tool == "serial" else reference,
+                    reference if tool == "serial" else None,
+                )
+                results[workload][tool] = r
+                shown = {
+                    k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()
+                }
+                print(f"{workload:8s} {tool:18s} {shown}", flush=True)
+    out_dir = HERE / "results"
+    out_dir.mkdir(exist_ok=True)
+    payload = {
+        "machine": info,
+        "scale": scale,
+        "repeats": args.repeats,
+        "results": results,
+    }
+    (out_dir / "latest.json").write_text(json.dumps(payload, indent=2))
+    if not args.no_docs:
+        write_docs(results, info, scale, args.repeats)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
