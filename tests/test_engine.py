@@ -234,3 +234,16 @@ def test_warning_filters_still_apply_in_workers(iris):
         warnings.simplefilter("error")
         with pytest.raises(UserWarning, match="feature names"):
             batched.predict(X_named)
+
+
+def test_small_input_is_exactly_one_call(iris, monkeypatch):
+    X, _ = iris
+    calls = []
+    model = WhereAmIClassifier().fit(X)
+    original = model.predict
+    monkeypatch.setattr(
+        model, "predict", lambda rows: calls.append(len(rows)) or original(rows)
+    )
+    batched = BatchedPredictor(FrozenEstimator(model), n_jobs=2, batch_size=10)
+    batched.predict(X[:100])
+    assert calls == [100]  # no probe, no row-wise check, no copy

@@ -127,8 +127,9 @@ def run(
         log(f"[skbatch] {label}: input not split (rows: {n}); calling it once.")
         return call(X)
     n_workers = resolve_n_workers(n_jobs, backend)
-    if n_workers == 1 and progress is None:
-        log(f"[skbatch] {label}: {n} rows in-process (n_jobs resolves to 1).")
+    if progress is None and (n_workers == 1 or n < 2 * PROBE_ROWS):
+        # Nothing to split or show: exactly the serial call, at its cost.
+        log(f"[skbatch] {label}: {n} rows in one call ({n_workers} workers).")
         return call(X)
 
     X_rows = make_sliceable(X)
