@@ -8,7 +8,7 @@ import os
 import threading
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.linear_model import LogisticRegression
 
 
@@ -140,3 +140,108 @@ class ParentOnlyClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         return (np.asarray(X)[:, 0] > 5).astype(int)
+
+
+class ThreadBudgetClassifier(ClassifierMixin, BaseEstimator):
+    """Predicts, for each row: the most native (BLAS/OpenMP) threads any
+    library would use in the thread computing it, its process id and thread
+    id. Waits ``seconds_per_row`` per row (releasing the GIL)."""
+
+    def __init__(self, seconds_per_row=2e-4):
+        self.seconds_per_row = seconds_per_row
+
+    def fit(self, X, y=None):
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict(self, X):
+        import time
+
+        from skbatch._threadlimits import native_threads_now
+
+        time.sleep(self.seconds_per_row * len(X))
+        n = len(X)
+        return np.column_stack(
+            [
+                np.full(n, max(native_threads_now().values())),
+                np.full(n, os.getpid()),
+                np.full(n, threading.get_ident() % 2**31),
+            ]
+        )
+
+
+class SleepyRegressor(RegressorMixin, BaseEstimator):
+    """Waits ``seconds_per_row`` per row, releasing the GIL (like a model
+    calling out to a service or to native code)."""
+
+    def __init__(self, seconds_per_row=2e-4):
+        self.seconds_per_row = seconds_per_row
+
+    def fit(self, X, y=None):
+        return self
+
+    def predict(self, X):
+        import time
+
+        time.sleep(self.seconds_per_row * len(X))
+        return np.asarray(X, dtype=float)[:, 0]
+
+
+class RowSourceRegressor(RegressorMixin, BaseEstimator):
+    """Predicts, for each row, how the rows reached it: 1 for a read-only view
+    of the array given to ``fit`` (no copy), 2 for a memmap of ``mapped_file``,
+    0 for anything else (a copy)."""
+
+    def __init__(self, mapped_file=None, seconds_per_row=0.0):
+        self.mapped_file = mapped_file
+        self.seconds_per_row = seconds_per_row
+
+    def fit(self, X, y=None):
+        self.source_ = X
+        return self
+
+    def predict(self, X):
+        import time
+
+        time.sleep(self.seconds_per_row * len(X))
+        source = self.__dict__.get("source_")
+        if (
+            self.mapped_file is not None
+            and isinstance(X, np.memmap)
+            and X.filename is not None
+            and os.fspath(X.filename) == self.mapped_file
+        ):
+            code = 2
+        elif (
+            isinstance(source, np.ndarray)
+            and np.shares_memory(X, source)
+            and not X.flags.writeable
+        ):
+            code = 1
+        else:
+            code = 0
+        return np.full(len(X), code, dtype=float)
+
+
+class CallCountingRegressor(RegressorMixin, BaseEstimator):
+    """Counts its predict calls (in this process)."""
+
+    def fit(self, X, y=None):
+        self.n_calls_ = 0
+        return self
+
+    def predict(self, X):
+        self.n_calls_ += 1
+        return np.zeros(len(X))
+
+
+class SlowLogisticRegression(LogisticRegression):
+    """LogisticRegression with ``work`` pure-Python steps per predicted row, so
+    that worker processes take part even on small inputs."""
+
+    work = 20_000
+
+    def predict_proba(self, X):
+        for _ in range(len(X) * self.work):
+            pass
+        return super().predict_proba(X)

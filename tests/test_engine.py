@@ -1,6 +1,7 @@
 """How calls execute: where rows run, how often the model is serialized."""
 
 import os
+import threading
 
 import joblib
 import numpy as np
@@ -17,6 +18,16 @@ from skbatch import BatchedPredictor, BatchedTransformer, _engine
 
 
 @pytest.fixture
+def workers_take_every_row(monkeypatch):
+    """Worker processes take every row after calibration: the calling thread
+    would otherwise finish small inputs before they have started."""
+    from skbatch import _schedule
+
+    monkeypatch.setattr(_schedule, "CALLER_TAKES_ROWS", False)
+    monkeypatch.setattr(_engine, "MIN_PARALLEL_SECONDS", 0.0)
+
+
+@pytest.fixture
 def counting_model(iris):
     X, y = iris
     model = PickleCountingClassifier(max_iter=500).fit(X, y)
@@ -30,15 +41,43 @@ def test_model_serialized_once_per_call_however_many_batches(
 ):
     X, _ = iris
     batched = BatchedPredictor(
-        FrozenEstimator(counting_model), n_jobs=2, batch_size=batch_size
+        FrozenEstimator(counting_model),
+        n_jobs=2,
+        batch_size=batch_size,
+        backend="loky",
     )
-    # Force the parallel path for the default plan too.
+    # Force worker processes for the default chunking too.
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(_engine, "MIN_PARALLEL_SECONDS", 0.0)
         for expected_calls in (1, 2):
             batched.predict_proba(X)
-            # At most once per worker per call; in fact once per call.
+            assert batched.last_call_.path == "processes"
+            # Once per call, however many chunks the workers ran.
             assert PickleCountingClassifier.n_pickles == expected_calls
+            assert batched.last_call_.model_pickles == 1
+
+
+def test_unchanged_model_is_not_sent_again_and_a_changed_one_is(
+    iris, workers_take_every_row
+):
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = iris
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    batched = BatchedPredictor(
+        FrozenEstimator(model), n_jobs=2, batch_size=50, backend="loky"
+    )
+    batched.predict_proba(X)
+    assert batched.last_call_.model_loads <= 1  # one worker process
+    batched.predict_proba(X)
+    # The worker kept the model: neither sent nor loaded again.
+    assert batched.last_call_.model_loads == 0
+    assert any(k.startswith("process-") for k in batched.last_call_.rows_by_worker)
+    # Edited in place: the workers must not keep predicting with the old one.
+    model.coef_[:] = -model.coef_
+    got = batched.predict_proba(X)
+    assert batched.last_call_.model_loads == 1
+    assert_array_equal(got, model.predict_proba(X))
 
 
 @pytest.mark.parametrize(
@@ -46,8 +85,10 @@ def test_model_serialized_once_per_call_however_many_batches(
 )
 def test_model_never_serialized_in_process_or_on_threads(iris, counting_model, params):
     X, _ = iris
-    BatchedPredictor(FrozenEstimator(counting_model), **params).predict(X)
+    batched = BatchedPredictor(FrozenEstimator(counting_model), **params)
+    batched.predict(X)
     assert PickleCountingClassifier.n_pickles == 0
+    assert batched.last_call_.model_pickles == 0
 
 
 def _where(batched, X):
@@ -57,46 +98,163 @@ def _where(batched, X):
 
 def test_n_jobs_1_runs_in_process(iris):
     X, _ = iris
-    pids, _ = _where(BatchedPredictor(WhereAmIClassifier(), n_jobs=1).fit(X), X)
+    batched = BatchedPredictor(WhereAmIClassifier(), n_jobs=1).fit(X)
+    pids, threads = _where(batched, X)
     assert pids == {os.getpid()}
+    assert len(threads) == 1
+    assert batched.last_call_.path == "direct"
+
+
+def test_tiny_input_is_one_direct_call(iris):
+    from estimators_for_tests import CallCountingRegressor
+
+    X, _ = iris
+    model = CallCountingRegressor().fit(X)
+    batched = BatchedPredictor(FrozenEstimator(model), n_jobs=2)
+    batched.predict(X[:100])
+    assert model.n_calls_ == 1
+    assert batched.last_call_.path == "direct"
+    assert batched.last_call_.model_pickles == 0
 
 
 def test_input_too_cheap_to_parallelise_stays_in_process(iris, monkeypatch):
     X, _ = iris
     batched = BatchedPredictor(WhereAmIClassifier(), n_jobs=2).fit(X)
-    # The decision compares the first rows' timing, extrapolated to the rest,
-    # with MIN_PARALLEL_SECONDS; move the bound instead of relying on a clock.
+    # The decision compares the measured cost of the rest of the rows with
+    # MIN_PARALLEL_SECONDS; move the bound instead of relying on a clock.
     monkeypatch.setattr(_engine, "MIN_PARALLEL_SECONDS", float("inf"))
-    assert _where(batched, X)[0] == {os.getpid()}
+    assert _where(batched, X) == ({os.getpid()}, {threading.get_ident() % 2**31})
+    assert batched.last_call_.path == "in-process"
+    assert "too little to share" in batched.last_call_.reasons[-1]
+
+
+def test_gil_bound_predict_goes_to_worker_processes(iris, monkeypatch):
+    X, _ = iris
+    # Pure-Python steps per row: two threads are no faster than one. Whether
+    # the work left pays for worker processes depends on the clock; accept any.
+    monkeypatch.setattr(_engine, "MIN_PROCESS_SECONDS", 0.0)
     monkeypatch.setattr(_engine, "MIN_PARALLEL_SECONDS", 0.0)
-    assert len(_where(batched, X)[0] - {os.getpid()}) >= 1
+    monkeypatch.setattr(_engine, "expected_start_seconds", lambda: 0.0)
+    batched = BatchedPredictor(WhereAmIClassifier(work=20_000), n_jobs=2).fit(X)
+    pids, _ = _where(batched, X)
+    report = batched.last_call_
+    assert report.path == "processes", report.reasons
+    assert "holds the GIL" in report.reasons[-1]
+    assert report.thread_speedup is not None
+    # The calling thread worked too.
+    assert report.rows_by_worker["caller"] > 0
+    assert sum(report.rows_by_worker.values()) == len(X)
+    assert os.getpid() in pids
 
 
-def test_slow_python_predict_goes_to_workers_with_the_default_threshold(iris):
+def test_gil_releasing_predict_goes_to_threads():
+    from estimators_for_tests import SleepyRegressor
+
+    X = np.arange(6000.0).reshape(-1, 1)  # 1.2 s of waiting serially
+    batched = BatchedPredictor(SleepyRegressor(), n_jobs=2).fit(X)
+    assert_array_equal(batched.predict(X), X[:, 0])
+    report = batched.last_call_
+    assert report.path == "threads", report.reasons
+    assert report.thread_speedup > 1.05
+    assert report.rows_by_worker.get("thread-1", 0) > 0
+
+
+def test_explicit_batch_size_sets_the_chunks(iris):
     X, _ = iris
-    # 150,000 Python steps per row: 600 rows take well over a second serially,
-    # far above the 0.2 s threshold on any machine this suite runs on.
-    model = BatchedPredictor(WhereAmIClassifier(work=150_000), n_jobs=2).fit(X)
-    assert len(_where(model, X)[0] - {os.getpid()}) >= 1
+    batched = BatchedPredictor(
+        WhereAmIClassifier(work=20_000), n_jobs=2, batch_size=50, backend="threading"
+    ).fit(X)
+    pids, threads = _where(batched, X)
+    assert pids == {os.getpid()}
+    assert len(threads) == 2
+    assert batched.last_call_.chunk_rows == 50
 
 
-def test_explicit_batch_size_uses_workers(iris):
+@pytest.mark.parametrize("backend", ["threading", "loky"])
+def test_workers_never_oversubscribe_the_cores(iris, backend, workers_take_every_row):
+    from estimators_for_tests import ThreadBudgetClassifier
+
+    from skbatch._threadlimits import available_cores, native_threads_now
+
     X, _ = iris
-    pids, _ = _where(
-        BatchedPredictor(WhereAmIClassifier(), n_jobs=2, batch_size=50).fit(X), X
+    before = native_threads_now()
+    batched = BatchedPredictor(
+        ThreadBudgetClassifier(), n_jobs=2, batch_size=50, backend=backend
+    ).fit(X)
+    seen = batched.predict(X)
+    budget = max(1, available_cores() // 2)
+    assert (
+        batched.last_call_.path
+        == {"threading": "threads", "loky": "processes"}[backend]
     )
-    assert len(pids - {os.getpid()}) >= 1
+    assert batched.last_call_.inner_threads == budget
+    # Rows computed after the probe ran under the budget, in every worker.
+    # Calibration runs the caller with its own settings; every worker thread
+    # and process ran its rows under the budget.
+    by_worker = (seen[:, 1] != os.getpid()) | (
+        seen[:, 2] != threading.get_ident() % 2**31
+    )
+    assert by_worker.any()
+    assert seen[by_worker, 0].max() <= budget
+    # And the caller's own settings are back afterwards.
+    assert native_threads_now() == before
+
+
+def test_rows_reach_threads_as_views_not_copies(iris):
+    from estimators_for_tests import RowSourceRegressor
+
+    X, _ = iris
+    batched = BatchedPredictor(
+        RowSourceRegressor(), n_jobs=2, batch_size=50, backend="threading"
+    ).fit(X)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_engine, "MIN_PARALLEL_SECONDS", 0.0)
+        codes = batched.predict(X)
+    # The probe's rows are copies (they run twice); every other row is a
+    # read-only view of the user's array.
+    assert (codes[_engine.PROBE_ROWS :] == 1).all()
+
+
+def test_memmapped_input_reaches_processes_without_a_copy(
+    iris, tmp_path, workers_take_every_row
+):
+    from estimators_for_tests import RowSourceRegressor
+
+    X, _ = iris
+    path = tmp_path / "rows.dat"
+    mapped = np.memmap(path, dtype=X.dtype, mode="w+", shape=X.shape)
+    mapped[:] = X
+    mapped.flush()
+    rows = np.memmap(path, dtype=X.dtype, mode="r", shape=X.shape)[10:]
+    batched = BatchedPredictor(
+        RowSourceRegressor(mapped_file=str(path)),
+        n_jobs=2,
+        batch_size=50,
+        backend="loky",
+    ).fit(X)
+    codes = batched.predict(rows)
+    report = batched.last_call_
+    assert report.rows_transfer == "memmap"
+    done_by_processes = sum(
+        v for k, v in report.rows_by_worker.items() if k.startswith("process-")
+    )
+    # Every row after the probe (whose rows run twice, so are copies) came
+    # straight from the file, in worker processes and in the calling thread.
+    assert (codes[_engine.PROBE_ROWS :] == 2).all()
+    assert done_by_processes > 0
 
 
 def test_parallel_config_is_honoured(iris):
     X, _ = iris
-    batched = BatchedPredictor(WhereAmIClassifier(), batch_size=50).fit(X)
+    batched = BatchedPredictor(WhereAmIClassifier(work=20_000), batch_size=50).fit(X)
     with joblib.parallel_config(backend="threading", n_jobs=2):
         pids, threads = _where(batched, X)
     assert pids == {os.getpid()}
     assert len(threads) >= 2
-    # Outside the context, n_jobs=None means one worker: in-process.
-    assert _where(batched, X)[0] == {os.getpid()}
+    assert batched.last_call_.path == "threads"
+    # A context setting only n_jobs leaves the choice to skbatch.
+    with joblib.parallel_config(n_jobs=1):
+        assert _where(batched, X) == ({os.getpid()}, {threading.get_ident() % 2**31})
 
 
 def test_explicit_backend_wins_over_context(iris):
@@ -140,11 +298,13 @@ def test_non_row_wise_method_falls_back_to_one_call(iris):
 
 def test_verbose_reports_the_decision(iris, capsys):
     X, _ = iris
-    BatchedPredictor(WhereAmIClassifier(), n_jobs=2, batch_size=100, verbose=1).fit(
-        X
-    ).predict(X)
+    batched = BatchedPredictor(
+        WhereAmIClassifier(), n_jobs=2, batch_size=100, verbose=1, backend="threading"
+    ).fit(X)
+    batched.predict(X)
     out = capsys.readouterr().out
-    assert "600 rows" in out and "batches" in out
+    assert out == batched.last_call_.summary() + "\n"
+    assert "600 rows, threads" in out and "backend asked for: threads" in out
 
 
 def _shown_warnings(func):
@@ -161,12 +321,12 @@ def _shown_warnings(func):
     "params",
     [
         {"n_jobs": 1, "progress": True},
-        {"n_jobs": 2, "batch_size": 50},
+        {"n_jobs": 2, "batch_size": 50, "backend": "loky"},
         {"n_jobs": 2, "batch_size": 50, "backend": "threading"},
     ],
     ids=["in-process", "loky", "threading"],
 )
-def test_warnings_are_not_multiplied_by_batches(iris, params, bars):
+def test_warnings_are_not_multiplied_by_batches(iris, params, bars, monkeypatch):
     pd = pytest.importorskip("pandas")
     from sklearn.linear_model import LogisticRegression
 
@@ -174,16 +334,19 @@ def test_warnings_are_not_multiplied_by_batches(iris, params, bars):
     model = LogisticRegression(max_iter=500).fit(X, y)  # fitted without names
     X_named = pd.DataFrame(X, columns=["a", "b", "c", "d"])
     serial = _shown_warnings(lambda: model.predict(X_named))
+    from skbatch import _schedule
+
+    monkeypatch.setattr(_schedule, "CALLER_TAKES_ROWS", False)
     batched = BatchedPredictor(FrozenEstimator(model), **params)
     assert len(serial) == 1
     shown = _shown_warnings(lambda: batched.predict(X_named))
     assert set(shown) == set(serial)
     # Worker processes send their warnings back once per call, not once per
-    # sub-chunk (12 batches x several chunks here). Calls made in the calling
-    # process (the first rows, the row-wise check) follow Python's filters,
-    # under which scikit-learn shows this warning on every call.
-    if params.get("n_jobs") == 2 and "backend" not in params:
-        assert len(shown) <= 3
+    # chunk (11 chunks here). Calls made in the calling thread (the first
+    # rows, the row-wise check, calibration) follow Python's filters, under
+    # which scikit-learn shows this warning on every call.
+    if params.get("backend") == "loky":
+        assert len(shown) <= 2 + len(batched.last_call_.rows_by_worker) + 3
 
 
 def test_warning_with_a_demanding_constructor_is_relayed(iris):

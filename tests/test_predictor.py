@@ -1,5 +1,7 @@
 """BatchedPredictor / BatchedTransformer give what the wrapped estimator gives."""
 
+import warnings
+
 import numpy as np
 import pytest
 from conftest import CONTAINERS, as_container
@@ -621,8 +623,29 @@ def test_categories_built_per_batch_are_unified():
     assert_same_output(batched.fit_transform(frame), to_category.fit_transform(frame))
 
 
-@pytest.mark.parametrize("backend", ["loky", "multiprocessing"])
-def test_model_that_cannot_load_in_workers_falls_back(iris, backend):
+def test_model_that_cannot_load_in_worker_processes_runs_in_the_caller(
+    iris, monkeypatch
+):
+    from skbatch import _schedule
+
+    monkeypatch.setattr(_schedule, "CALLER_TAKES_ROWS", False)
+    from estimators_for_tests import ParentOnlyClassifier
+
+    X, _ = iris
+    model = ParentOnlyClassifier().fit(X)
+    batched = BatchedPredictor(
+        FrozenEstimator(model), n_jobs=2, batch_size=100, backend="loky"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback warning: no fallback
+        got = batched.predict(X)
+    assert_array_equal(got, model.predict(X))
+    report = batched.last_call_
+    assert report.rows_by_worker == {"caller": len(X)}
+    assert "only loads in the process that made it" in " ".join(report.reasons)
+
+
+def test_model_that_cannot_load_in_joblib_workers_falls_back(iris):
     from estimators_for_tests import ParentOnlyClassifier
 
     from skbatch import SerialFallbackWarning
@@ -630,7 +653,7 @@ def test_model_that_cannot_load_in_workers_falls_back(iris, backend):
     X, _ = iris
     model = ParentOnlyClassifier().fit(X)
     batched = BatchedPredictor(
-        FrozenEstimator(model), n_jobs=2, batch_size=100, backend=backend
+        FrozenEstimator(model), n_jobs=2, batch_size=100, backend="multiprocessing"
     )
     with pytest.warns(SerialFallbackWarning, match="could not be loaded"):
         got = batched.predict(X)
@@ -651,15 +674,18 @@ def test_warnings_from_a_script_defined_estimator_reach_the_caller(tmp_path):
         "    def fit(self, X, y=None):\n"
         "        return self\n"
         "    def transform(self, X):\n"
-        "        if (np.asarray(X)[:, 0] >= 250).any():\n"
+        "        if (np.asarray(X)[:, 0] >= 3000).any():\n"
         "            warnings.warn('late rows seen')\n"
         "        return np.asarray(X) * 1.0\n"
         "if __name__ == '__main__':\n"
-        "    X = np.arange(400.0).reshape(-1, 1)\n"
-        "    BatchedTransformer(Loud(), n_jobs=2, batch_size=100).fit(X).transform(X)\n"
+        "    import skbatch._schedule\n"
+        "    skbatch._schedule.CALLER_TAKES_ROWS = False  # warnings from workers\n"
+        "    X = np.arange(4000.0).reshape(-1, 1)\n"
+        "    BatchedTransformer(Loud(), n_jobs=2, batch_size=100, backend='loky')"
+        ".fit(X).transform(X)\n"
     )
     result = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
-    assert result.stderr.count("late rows seen") == 1
+    assert result.stderr.count("UserWarning: late rows seen") == 1

@@ -55,8 +55,14 @@ def test_worker_bars(iris, bars):
 
 def test_waiting_for_workers_is_shown_then_cleared(iris, bars):
     X, y = iris
+    # Only joblib's own backends leave the calling thread waiting; skbatch's
+    # threads and processes have it work meanwhile.
     batched = BatchedPredictor(
-        LogisticRegression(max_iter=500), progress=True, n_jobs=2, batch_size=50
+        LogisticRegression(max_iter=500),
+        progress=True,
+        n_jobs=2,
+        batch_size=50,
+        backend="multiprocessing",
     )
     batched.fit(X, y).predict(X)
     assert bars[0].postfixes[0] == "waiting for workers"
@@ -103,7 +109,11 @@ def test_interrupt_in_calling_thread_during_parallel_call(iris, bars, monkeypatc
 
     monkeypatch.setattr(_engine.Parallel, "__call__", interrupted)
     batched = BatchedPredictor(
-        WhereAmIClassifier(), n_jobs=2, batch_size=50, progress=True
+        WhereAmIClassifier(),
+        n_jobs=2,
+        batch_size=50,
+        progress=True,
+        backend="multiprocessing",
     ).fit(X)
     with pytest.raises(KeyboardInterrupt):
         batched.predict(X)

@@ -6,8 +6,10 @@ def test_public_names():
     assert skbatch.__all__ == [
         "BatchedPredictor",
         "BatchedTransformer",
+        "CallReport",
         "SerialFallbackWarning",
         "__version__",
+        "start_workers",
     ]
     for name in skbatch.__all__:
         assert hasattr(skbatch, name)

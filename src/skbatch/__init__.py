@@ -1,6 +1,8 @@
 """skbatch: batch inference for scikit-learn, in parallel, with progress."""
 
 from skbatch._errors import SerialFallbackWarning
+from skbatch._plan import CallReport
+from skbatch._pool import start_workers
 from skbatch._predictor import BatchedPredictor, BatchedTransformer
 
 __version__ = "0.1.0.dev0"
@@ -8,6 +10,8 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "BatchedPredictor",
     "BatchedTransformer",
+    "CallReport",
     "SerialFallbackWarning",
     "__version__",
+    "start_workers",
 ]

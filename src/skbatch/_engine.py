@@ -1,19 +1,29 @@
-"""Executing a batch plan: the only module that talks to joblib.
+"""Running a method over the rows of an input: the only module that decides how.
 
-A call runs in three steps:
+A call runs in steps:
 
 1. The first rows (a *probe*) run in the calling thread, and the last of them
    run once more on their own: both must agree, or the method is not row-wise.
-   The probe's timing tells whether the remaining rows are worth sending to
-   workers.
-2. The remaining rows are cut into batches (one per worker by default) and run
-   through joblib (see :mod:`skbatch._worker`).
-3. Outputs come back in row order and are joined by :mod:`skbatch._concat`.
+2. *Calibration*: the calling thread goes on with chunks of growing size until
+   one takes :data:`CALIBRATE_SECONDS`. Their timings give the cost per row and
+   per call, so the rest of the rows can be cut into chunks whose fixed cost is
+   small but that still spread evenly over the workers.
+3. *Choice* (only when no backend was asked for): two chunks run at once, in
+   the calling thread and a worker thread. If that is faster than one thread,
+   the model releases the GIL: threads. If not, and the CPU load shows one
+   busy core (a GIL-bound, pure-Python model) and enough work is left to pay
+   for worker processes, processes. Otherwise the calling thread goes on alone.
+4. The rest of the rows go to the workers chosen (see :mod:`skbatch._schedule`),
+   the calling thread being one of them. Workers run under a thread budget
+   (see :mod:`skbatch._threadlimits`).
+5. Outputs come back in row order and are joined once by :mod:`skbatch._concat`.
 
-If any step fails, or the method turns out not to be row-wise, the estimator is
-called once on the whole input instead. Bad input then raises exactly the error
-the estimator raises on its own (for most bad input, before any worker starts),
-and a method that cannot be batched still returns its own result.
+Every step's rows are real output rows: measuring wastes no work. If any step
+fails, or the method turns out not to be row-wise, the estimator is called once
+on the whole input instead. Bad input then raises exactly the error the
+estimator raises on its own (for most bad input, before any worker starts), and
+a method that cannot be batched still returns its own result. What a call did
+and why is kept in a :class:`skbatch._plan.CallReport`.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ import contextlib
 import time
 import warnings
 
-from joblib import Parallel, delayed, effective_n_jobs, parallel_config
+from joblib import Parallel, delayed, parallel_config
 from joblib.externals.loky.process_executor import TerminatedWorkerError
 from sklearn import get_config
 
@@ -38,15 +48,34 @@ from skbatch._indexing import (
     row_nbytes,
     take_rows,
 )
+from skbatch._plan import CallReport, resolve_workers
+from skbatch._pool import (
+    expected_start_seconds,
+    get_executor,
+    note_start_seconds,
+    publish_model,
+    release_model,
+    workers_alive,
+)
 from skbatch._progress import ProgressMonitor
+from skbatch._schedule import (
+    Outputs,
+    ProcessRun,
+    RowCursor,
+    compute_chunk,
+    measure_threads,
+    run_in_caller,
+    run_in_threads,
+)
+from skbatch._threadlimits import inner_threads
 from skbatch._worker import (
+    MemmapRows,
     MethodCall,
     SharedModel,
     add_note,
     pack_filters,
     reissue_warnings,
     run_batch,
-    run_rows,
 )
 
 #: Rows run in the calling thread before anything is dispatched. Inputs with
@@ -59,11 +88,49 @@ TAIL_ROWS = 31
 MIN_PARALLEL_SECONDS = 0.2
 
 
-# ------------------------------------------------------------------- execution
+# ------------------------------------------------------------------ settings
+#: Rows run in the calling thread before anything else. Inputs with fewer than
+#: twice this many rows are one call, like serial.
+PROBE_ROWS = 64
+#: The probe's last rows run a second time on their own, to check row-wise-ness.
+TAIL_ROWS = 31
+#: Calibration stops at the first chunk (after two) that takes this long ...
+CALIBRATE_SECONDS = 0.02
+#: ... or once this share of the input is done.
+CALIBRATE_SHARE = 0.05
+#: Rows whose estimated serial time is below this stay in the calling thread:
+#: sharing them would cost more than it saves (unless batch_size is given).
+MIN_PARALLEL_SECONDS = 0.2
+#: Chunks for workers are as large as memory and an even spread allow, up to
+#: this much serial time (so progress moves), and at least
+#: :data:`OVERHEAD_FACTOR` times the fixed cost of one call. Small chunks are
+#: costly beyond their fixed cost: a model that releases the GIL in short
+#: stretches (a forest, tree by tree) makes threads queue for it (measured:
+#: 1,400-row chunks made a 200-tree forest 2x slower than serial).
+MAX_CHUNK_SECONDS = 0.5
+OVERHEAD_FACTOR = 40
+#: Chunks shrink towards the end down to this much serial time (or ten times a
+#: call's fixed cost, if more), so that workers finish together.
+MIN_CHUNK_SECONDS = 0.02
+#: Chunks for workers hold at most this many bytes of input rows: larger ones
+#: make every call allocate fresh memory for its intermediates, and page faults
+#: serialize threads (measured: 8 MiB chunks beat 32 MiB ones by 10-30%).
+MAX_WORKER_CHUNK_BYTES = 8 * 2**20
+#: Each of the two chunks of the thread trial aims at this much serial time.
+TRIAL_SECONDS = 0.05
+#: Two threads must be this much faster than one for threads to be chosen.
+THREAD_GAIN = 1.05
+#: A CPU load (CPU time over wall time) below this means one busy core.
+ONE_CORE_LOAD = 1.5
+#: Worker processes must have at least this much serial work left when they are
+#: already running; when they must start first, the start time on top.
+MIN_PROCESS_SECONDS = 0.3
+
+
 def resolve_n_workers(n_jobs, backend) -> int:
-    """Workers joblib would use for ``n_jobs``, honouring ``parallel_config``."""
-    with _backend_context(backend):
-        return max(1, effective_n_jobs(n_jobs))
+    """Workers a call may use for ``n_jobs`` and ``backend`` (calling thread
+    included); raises joblib's own error for a bad backend or ``n_jobs=0``."""
+    return resolve_workers(n_jobs, backend)[1]
 
 
 def _backend_context(backend):
@@ -95,6 +162,7 @@ def run(
     progress=None,
     verbose=0,
     label=None,
+    record=None,
 ):
     """Return ``getattr(model, method)(X, **params)``, computed in batches.
 
@@ -110,48 +178,74 @@ def run(
         Extra keyword arguments passed unchanged to every call.
     n_jobs, backend : see :class:`skbatch.BatchedPredictor`.
     batch_size : int or None
-        Rows per batch; None means one batch per worker.
+        Rows per chunk; None lets skbatch size chunks from its measurements.
     progress : {None, "overall", "workers"}
         Which bars to draw.
     verbose : int
-        Print the execution decision when > 0.
+        Print what the call did, and why, when > 0.
     label : str
         Name shown in progress bars, notes and messages.
+    record : CallReport or None
+        Filled in with what the call did; a new one if None.
     """
+    started = time.perf_counter()
     label = label or f"{type(model).__name__}.{method}"
-    log = print if verbose else (lambda *args: None)
     call = MethodCall(model, method, params, label)
     n = num_rows(X)
+    kind, n_workers = resolve_workers(n_jobs, backend)
+    if record is None:
+        record = CallReport(label, n)
+    record.n_rows, record.n_workers = n, n_workers
+    try:
+        return _run(call, X, n, kind, n_workers, batch_size, progress, record)
+    finally:
+        record.seconds = time.perf_counter() - started
+        if verbose:
+            print(record.summary())
+
+
+def _run(call, X, n, kind, n_workers, batch_size, progress, record):
     if not n:
         # None (not splittable) or 0 rows: the estimator decides, serially.
-        log(f"[skbatch] {label}: input not split (rows: {n}); calling it once.")
+        record.reasons.append("input not split into rows: one plain call")
         return call(X)
-    n_workers = resolve_n_workers(n_jobs, backend)
     if progress is None and (n_workers == 1 or n < 2 * PROBE_ROWS):
         # Nothing to split or show: exactly the serial call, at its cost.
-        log(f"[skbatch] {label}: {n} rows in one call ({n_workers} workers).")
+        why = "one worker" if n_workers == 1 else f"under {2 * PROBE_ROWS} rows"
+        record.reasons.append(f"{why}: one plain call")
         return call(X)
 
     X_rows = make_sliceable(X)
     parallel, cross_process = None, False
-    if n_workers > 1:
-        with _backend_context(backend):
-            parallel = Parallel(n_jobs=n_workers)
+    if kind == "joblib" and n_workers > 1:
+        parallel = Parallel(n_jobs=n_workers)
         cross_process = not _uses_threads(parallel)
     with ProgressMonitor(
-        n, mode=progress, n_workers=n_workers, cross_process=cross_process, desc=label
+        n,
+        mode=progress,
+        n_workers=n_workers,
+        cross_process=cross_process,
+        caller_works=kind != "joblib" and n_workers > 1,
+        desc=call.label,
     ) as monitor:
         try:
-            return _run_planned(
-                call, X_rows, n, parallel, cross_process, batch_size, monitor, log
-            )
+            if kind == "joblib" and n_workers > 1:
+                return _run_joblib(
+                    call, X_rows, n, parallel, cross_process, batch_size, monitor,
+                    record,
+                )  # fmt: skip
+            return _run_measured(
+                call, X_rows, n, kind, n_workers, batch_size, monitor.reporter,
+                record,
+            )  # fmt: skip
         except (TerminatedWorkerError, MemoryError):
             raise  # a worker died or memory ran out: one bigger call won't help
         except NotRowWiseError as exc:
             reason = str(exc)
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
-        log(f"[skbatch] {label}: one call on the whole input instead: {reason}")
+        record.path = "whole-input fallback"
+        record.reasons.append(f"one call on the whole input instead: {reason}")
         try:
             result = call(X)
         except Exception as exc:
@@ -160,18 +254,16 @@ def run(
         monitor.finish()
     warnings.warn(
         SerialFallbackWarning(
-            f"{label} ran as one call on the whole input, not in batches: "
+            f"{call.label} ran as one call on the whole input, not in batches: "
             f"{reason}. The result is the estimator's own."
         ),
-        stacklevel=4,  # the user's line calling predict, transform, ...
+        stacklevel=5,  # the user's line calling predict, transform, ...
     )
     return result
 
 
-def _run_planned(call, X_rows, n, parallel, cross_process, batch_size, monitor, log):
-    label = call.label
-    n_workers = 1 if parallel is None else parallel.n_jobs
-    report = monitor.reporter
+def _probe(call, X_rows, n, n_workers, report, record):
+    """Run the probe rows in the calling thread; return ``(probe_stop, output)``."""
     if n_workers == 1:
         probe_stop = min(n, chunk_rows_for(n, row_nbytes(X_rows)))
     else:
@@ -179,75 +271,325 @@ def _run_planned(call, X_rows, n, parallel, cross_process, batch_size, monitor, 
     if n - probe_stop < PROBE_ROWS:
         probe_stop = n  # no tiny remainder: small inputs are one call
     tail = _run_tail(call, X_rows, probe_stop) if probe_stop < n else None
-    started = time.perf_counter()
     first = call(copy_rows(X_rows, 0, probe_stop))
-    probe_seconds = time.perf_counter() - started
-    check_rows(first, probe_stop, label)
+    check_rows(first, probe_stop, call.label)
     if tail is not None:
-        _check_row_wise(call, X_rows, tail, first, probe_stop, label)
+        _check_row_wise(call, X_rows, tail, first, probe_stop, call.label)
+    record.add_rows("caller", probe_stop)
     report(probe_stop)
-    parts, n_rows = [first], [probe_stop]
+    return probe_stop, first
 
-    rest = n - probe_stop
-    estimate = probe_seconds / probe_stop * rest
-    go_parallel = (
-        rest > 0
-        and n_workers > 1
-        and (batch_size is not None or estimate >= MIN_PARALLEL_SECONDS)
+
+def _timed(fn, *args):
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn(*args)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+class _Costs:
+    """Serial cost of a chunk of rows, ``per_call + per_row * rows``, fitted on
+    the calibration chunks (the two largest)."""
+
+    def __init__(self, timings):
+        (rows_a, wall_a), (rows_b, wall_b) = timings[-2], timings[-1]
+        # The largest chunk's average cost per row, its fixed cost included,
+        # errs on the high side: estimates of the work left never fall short.
+        self.per_row = wall_b / rows_b
+        per_call = 0.0
+        if rows_b > rows_a:
+            per_call = (wall_a * rows_b - wall_b * rows_a) / (rows_b - rows_a)
+        # Timing noise can make the intercept absurd: keep it within the chunk.
+        self.per_call = min(max(per_call, 0.0), wall_a)
+
+    def seconds(self, rows: int) -> float:
+        return self.per_call + self.per_row * rows
+
+    def rows_for(self, seconds: float) -> int:
+        return max(1, int(seconds / max(self.per_row, 1e-12)))
+
+
+def _run_measured(call, X_rows, n, kind, n_workers, batch_size, report, record):
+    outputs = Outputs()
+    probe_stop, first = _probe(call, X_rows, n, n_workers, report, record)
+    outputs.add(0, first, probe_stop)
+    position = probe_stop
+    if position < n and (n_workers == 1 or kind == "serial"):
+        record.path = "in-process"
+        record.reasons.append(
+            "one worker" if n_workers == 1 else "sequential backend asked for"
+        )
+        chunk = batch_size or chunk_rows_for(n - position, row_nbytes(X_rows))
+        cursor = RowCursor(position, n, n_workers=1, fixed_rows=chunk)
+        run_in_caller(call, X_rows, cursor, outputs, report, record)
+        position = n
+    if position >= n:
+        return _joined(outputs, [])
+
+    # Calibration: growing chunks in the calling thread, native pools untouched.
+    max_bytes_rows = _rows_within_bytes(X_rows, n)
+    timings, loads = [(probe_stop, None)], []
+    size = 2 * probe_stop
+    while position < n:
+        size = min(size, max_bytes_rows, n - position)
+        if n - position - size < PROBE_ROWS:
+            size = n - position
+        wall, cpu = _timed(
+            compute_chunk, call, X_rows, position, position + size, outputs, report,
+            record, "caller",
+        )  # fmt: skip
+        timings.append((size, wall))
+        loads.append(cpu / max(wall, 1e-9))
+        position += size
+        enough = wall >= CALIBRATE_SECONDS or position >= CALIBRATE_SHARE * n
+        if enough and len(timings) > 2:
+            break
+        size *= 2
+    if position >= n:
+        record.path = "in-process"
+        record.reasons.append("all rows done while measuring")
+        return _joined(outputs, [])
+    if timings[0][1] is None:
+        timings = timings[1:]
+    costs = _Costs(timings if len(timings) > 1 else timings * 2)
+    record.serial_rows_per_second = 1.0 / max(costs.per_row, 1e-12)
+    record.serial_cpu_load = round(loads[-1], 2)
+    rest = n - position
+    estimate = costs.seconds(rest)
+    chunk_rows = min(
+        max_bytes_rows,
+        max(
+            costs.rows_for(MAX_CHUNK_SECONDS),
+            costs.rows_for(OVERHEAD_FACTOR * costs.per_call),
+        ),
+        -(-rest // (2 * n_workers)),
+    )
+    if batch_size is None and estimate < MIN_PARALLEL_SECONDS:
+        record.path = "in-process"
+        record.reasons.append(
+            f"the other {rest} rows would take about {estimate:.3f} s serially: "
+            "too little to share"
+        )
+        cursor = RowCursor(position, n, n_workers=1, fixed_rows=chunk_rows)
+        run_in_caller(call, X_rows, cursor, outputs, report, record)
+        return _joined(outputs, [])
+
+    inner = inner_threads(n_workers)
+    config = get_config()
+    path = {"threads": "threads", "processes": "processes"}.get(kind)
+    if path is not None:
+        record.reasons.append(f"backend asked for: {path}")
+    else:
+        # The thread trial: two chunks at once, each under its share of cores.
+        # Large enough that a call's fixed cost does not drown the comparison.
+        trial_rows = min(
+            chunk_rows,
+            max(costs.rows_for(TRIAL_SECONDS), costs.rows_for(10 * costs.per_call)),
+            rest // 4,
+        )
+        if trial_rows >= 1 and rest - 2 * trial_rows >= PROBE_ROWS:
+            claims = [
+                (position, position + trial_rows),
+                (position + trial_rows, position + 2 * trial_rows),
+            ]
+            wall, cpu = measure_threads(
+                call, X_rows, claims, outputs, report, record,
+                inner=inner_threads(2), config=config,
+            )  # fmt: skip
+            position += 2 * trial_rows
+            rest = n - position
+            estimate = costs.seconds(rest)
+            speedup = 2 * costs.seconds(trial_rows) / max(wall, 1e-9)
+            pair_load = cpu / max(wall, 1e-9)
+            record.thread_speedup = round(speedup, 2)
+            path = _choose(record, speedup, pair_load, estimate, n_workers)
+        else:
+            record.reasons.append("too few rows to measure threads")
+            path = "threads"
+
+    if batch_size is not None:
+        cursor = RowCursor(position, n, n_workers=n_workers, fixed_rows=batch_size)
+        chunk_rows = batch_size
+    else:
+        cursor = RowCursor(
+            position,
+            n,
+            n_workers=n_workers,
+            # The last, smallest chunks keep workers finishing together.
+            min_rows=min(
+                chunk_rows,
+                max(
+                    PROBE_ROWS,
+                    costs.rows_for(max(MIN_CHUNK_SECONDS, 10 * costs.per_call)),
+                ),
+            ),
+            max_rows=chunk_rows,
+        )
+    record.chunk_rows = chunk_rows
+    worker_warnings = []
+    if path == "threads":
+        record.path, record.inner_threads = "threads", inner
+        run_in_threads(
+            call, X_rows, cursor, outputs, report, record,
+            n_threads=n_workers, inner=inner, config=config,
+        )  # fmt: skip
+    elif path == "processes":
+        worker_warnings = _run_processes(
+            call, X_rows, cursor, outputs, report, record, n_workers, inner, config
+        )
+    else:
+        record.path = "in-process"
+        run_in_caller(call, X_rows, cursor, outputs, report, record)
+    return _joined(outputs, worker_warnings)
+
+
+def _choose(record, speedup, pair_load, estimate, n_workers):
+    """The path for the rest of the rows, from the thread trial.
+
+    The CPU load of the two threads tells GIL-bound models (one core busy,
+    whatever the timings say) from the others; the speed-up then tells whether
+    threads pay.
+    """
+    reasons = record.reasons
+    serial_load = record.serial_cpu_load
+    # One busy core for two threads: they take turns holding the GIL, whatever
+    # the timings say. Far below one core, the model mostly waits (on I/O, a
+    # service, a lock released while it waits): threads overlap the waits.
+    one_core = ONE_CORE_LOAD / 2 <= pair_load < ONE_CORE_LOAD
+    if speedup >= THREAD_GAIN and not one_core:
+        reasons.append(f"two threads ran {speedup:.2f}x as fast as one: threads")
+        return "threads"
+    if serial_load >= ONE_CORE_LOAD:
+        reasons.append(
+            f"the model already keeps {serial_load:.1f} cores busy and two "
+            f"threads ran {speedup:.2f}x as fast as one: calling thread alone"
+        )
+        return "in-process"
+    if pair_load >= ONE_CORE_LOAD:
+        reasons.append(
+            f"two threads kept {pair_load:.1f} cores busy but ran only "
+            f"{speedup:.2f}x as fast as one (memory-bound?): calling thread alone"
+        )
+        return "in-process"
+    running = workers_alive() >= n_workers - 1
+    needed = MIN_PROCESS_SECONDS + (0 if running else expected_start_seconds())
+    gil = f"the model holds the GIL (two threads kept {pair_load:.1f} cores busy)"
+    if estimate < needed:
+        reasons.append(
+            f"{gil}, but the {estimate:.2f} s of work left would be over before "
+            f"worker processes help ({'running' if running else 'not started'}): "
+            "calling thread alone"
+        )
+        return "in-process"
+    reasons.append(
+        f"{gil} and about {estimate:.2f} s of work is left: worker processes"
+        + ("" if running else " (starting now; the calling thread works meanwhile)")
+    )
+    return "processes"
+
+
+def _run_processes(
+    call, X_rows, cursor, outputs, report, record, n_workers, inner, config
+):
+    try:
+        ref = publish_model(call.model)
+    except Exception as exc:
+        record.path = "in-process"
+        record.reasons.append(
+            f"the model cannot be sent to worker processes "
+            f"({type(exc).__name__}: {exc}): calling thread alone"
+        )
+        run_in_caller(call, X_rows, cursor, outputs, report, record)
+        return []
+    record.model_pickles += 1
+    record.path, record.inner_threads = "processes", inner
+    memmap = MemmapRows.describe(X_rows)
+    record.rows_transfer = "memmap" if memmap is not None else "pickled"
+    cold = workers_alive() < n_workers - 1
+    try:
+        run = ProcessRun(
+            call, X_rows, cursor, outputs, report, record,
+            executor=get_executor(n_workers - 1), n_processes=n_workers - 1,
+            inner=inner, ref=ref, memmap=memmap, config=config,
+            filters=pack_filters(),
+        ).run()  # fmt: skip
+    finally:
+        release_model(ref)
+    if cold and run.first_ready is not None:
+        note_start_seconds(run.first_ready)
+    for lo, _, exc in run.failed:
+        where = "starting" if lo is None else f"rows {lo}:"
+        record.reasons.append(
+            f"a worker process failed ({where}: {type(exc).__name__}: {exc}); "
+            "the calling thread did its rows"
+        )
+    return run.warnings
+
+
+def _rows_within_bytes(X_rows, n) -> int:
+    nbytes = row_nbytes(X_rows)
+    if not nbytes:
+        return n
+    return max(PROBE_ROWS, MAX_WORKER_CHUNK_BYTES // nbytes)
+
+
+def _joined(outputs, worker_warnings):
+    reissue_warnings(worker_warnings)
+    parts, n_rows = outputs.in_order()
+    return concat_parts(parts, n_rows)
+
+
+def _run_joblib(call, X_rows, n, parallel, cross_process, batch_size, monitor, record):
+    """Any other joblib backend: one batch per worker (or of ``batch_size``)
+    through ``joblib.Parallel``, after the probe."""
+    label = call.label
+    n_workers = parallel.n_jobs
+    report = monitor.reporter
+    probe_stop, first = _probe(call, X_rows, n, n_workers, report, record)
+    parts, n_rows = [first], [probe_stop]
+    if probe_stop == n:
+        record.path = "in-process"
+        return concat_parts(parts, n_rows)
+    if batch_size is None:
+        batches = plan_batches(probe_stop, n, n_batches=n_workers)
+    else:
+        batches = plan_batches(probe_stop, n, batch_size=batch_size)
+    chunk_rows = chunk_rows_for(max(b.n_rows for b in batches), row_nbytes(X_rows))
+    record.path, record.chunk_rows = "joblib", chunk_rows
+    backend_name = type(_resolved_backend(parallel)).__name__
+    record.reasons.append(
+        f"joblib backend {backend_name}: {len(batches)} batches of <= "
+        f"{batches[0].n_rows} rows"
+    )
+    shipped = MethodCall(SharedModel(call.model), call.method, call.params, label)
+    if cross_process:
+        copy = "never" if is_readonly_array(X_rows) else "readonly"
+        record.model_pickles += 1
+    else:
+        copy = "always"
+    # Like sklearn.utils.parallel, carry the scikit-learn config into
+    # workers; warning filters go to worker processes only (see run_batch).
+    config = get_config()
+    filters = pack_filters() if cross_process else None
+    monitor.waiting_for_workers()
+    outputs = parallel(
+        delayed(run_batch)(
+            config,
+            filters,
+            shipped,
+            take_rows(X_rows, b.start, b.stop),
+            b.start,
+            chunk_rows,
+            report,
+            copy,
+        )
+        for b in batches
     )
     worker_warnings = []
-    if rest and not go_parallel:
-        log(
-            f"[skbatch] {label}: {n} rows in-process "
-            f"(workers: {n_workers}, estimated serial time {estimate:.3f} s)."
-        )
-        # Sub-chunks even without a bar: each is copied (see run_rows), and
-        # bounded chunks keep that copy small.
-        chunk_rows = chunk_rows_for(rest, row_nbytes(X_rows))
-        more, more_rows = run_rows(
-            call, X_rows, probe_stop, n, chunk_rows, report, "always"
-        )
-        parts += more
-        n_rows += more_rows
-    elif go_parallel:
-        if batch_size is None:
-            batches = plan_batches(probe_stop, n, n_batches=n_workers)
-        else:
-            batches = plan_batches(probe_stop, n, batch_size=batch_size)
-        chunk_rows = chunk_rows_for(max(b.n_rows for b in batches), row_nbytes(X_rows))
-        log(
-            f"[skbatch] {label}: {n} rows, {probe_stop} in-process then "
-            f"{len(batches)} batches of <= {batches[0].n_rows} rows on "
-            f"{n_workers} {type(_resolved_backend(parallel)).__name__} workers "
-            f"(estimated serial time {estimate:.2f} s)."
-        )
-        shipped = MethodCall(SharedModel(call.model), call.method, call.params, label)
-        if cross_process:
-            copy = "never" if is_readonly_array(X_rows) else "readonly"
-        else:
-            copy = "always"
-        # Like sklearn.utils.parallel, carry the scikit-learn config into
-        # workers; warning filters go to worker processes only (see run_batch).
-        config = get_config()
-        filters = pack_filters() if cross_process else None
-        monitor.waiting_for_workers()
-        outputs = parallel(
-            delayed(run_batch)(
-                config,
-                filters,
-                shipped,
-                take_rows(X_rows, b.start, b.stop),
-                b.start,
-                chunk_rows,
-                report,
-                copy,
-            )
-            for b in batches
-        )
-        for batch_parts, batch_rows, batch_warnings in outputs:
-            parts += batch_parts
-            n_rows += batch_rows
-            worker_warnings += batch_warnings
+    for batch_parts, batch_rows, batch_warnings in outputs:
+        parts += batch_parts
+        n_rows += batch_rows
+        worker_warnings += batch_warnings
+    record.add_rows(backend_name, n - probe_stop)
     reissue_warnings(worker_warnings)
     return concat_parts(parts, n_rows)
 

@@ -111,6 +111,24 @@ def copy_rows(X, start: int, stop: int):
     return rows
 
 
+def protected_rows(X, start: int, stop: int):
+    """Rows ``[start, stop)`` of ``X`` that a method may read but not change.
+
+    A numpy array gives a read-only view (no copy: a method that writes into
+    its input raises, and the caller falls back to one plain call); anything
+    else gives a copy, as :func:`copy_rows`.
+
+    >>> rows = protected_rows(np.zeros((3, 1)), 0, 2)
+    >>> rows.flags.writeable
+    False
+    """
+    if isinstance(X, np.ndarray):
+        rows = X[start:stop].view()
+        rows.flags.writeable = False
+        return rows
+    return copy_rows(X, start, stop)
+
+
 def row_nbytes(X) -> int | None:
     """Bytes per row for arrays whose size is cheap to know, else None."""
     if isinstance(X, np.ndarray) and X.ndim >= 1 and X.shape[0] > 0:

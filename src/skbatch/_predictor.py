@@ -8,6 +8,7 @@ tags. Execution itself lives in :mod:`skbatch._engine`.
 from __future__ import annotations
 
 import warnings
+import weakref
 from copy import deepcopy
 from numbers import Integral
 from typing import ClassVar
@@ -35,6 +36,7 @@ from sklearn.utils.metaestimators import available_if
 from skbatch import _engine
 from skbatch._base import SkbatchEstimator
 from skbatch._errors import SerialFallbackWarning
+from skbatch._plan import CallReport
 from skbatch._splittable import not_row_wise_reason, row_wise_score_metric
 
 #: Methods whose metadata is routed to the same method of the wrapped estimator.
@@ -48,6 +50,11 @@ _ROUTED_METHODS = (
     "transform",
     "inverse_transform",
 )
+
+
+#: The latest call's report of each meta-estimator. Kept outside the instance:
+#: predict must not change an estimator's ``__dict__`` (scikit-learn checks it).
+_LAST_CALLS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _is_fitted_frozen(estimator) -> bool:
@@ -93,30 +100,43 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
         row-wise: the output for a row depends only on that row.
 
     n_jobs : int, default=None
-        Number of workers. ``None`` means 1 unless in a
-        :func:`joblib.parallel_config` context; ``-1`` means all processors.
+        Number of workers, the calling thread included. ``None`` means the
+        ``n_jobs`` of a surrounding :func:`joblib.parallel_config`, else one
+        per core; ``-1`` means one per core.
 
     batch_size : int, default=None
-        Rows per batch. ``None`` splits the rows evenly, one batch per worker.
-        This counts rows; it is not joblib's ``batch_size``.
+        Rows per chunk handed to a worker. ``None`` lets skbatch size chunks
+        from what it measures on the first rows. This counts rows; it is not
+        joblib's ``batch_size``.
 
     backend : str, default=None
-        joblib backend (``"loky"``, ``"threading"``, ``"multiprocessing"`` or
-        one registered with joblib). ``None`` uses the backend of a surrounding
-        :func:`joblib.parallel_config`, else joblib's default (loky).
+        ``None`` lets skbatch choose, per call, between the calling thread
+        alone, threads and worker processes, from measurements on the first
+        rows (see the Notes). ``"threading"``, ``"loky"`` (processes) or
+        ``"sequential"`` force that choice; any other joblib backend
+        (``"multiprocessing"``, one registered with joblib) runs the batches
+        through ``joblib.Parallel``. A surrounding
+        :func:`joblib.parallel_config` that sets a backend counts as asking
+        for it.
 
     progress : bool or {"overall", "workers"}, default=False
         Draw a ``tqdm.auto`` progress bar counting completed rows: ``True`` or
         ``"overall"`` draws one bar, ``"workers"`` adds one bar per worker.
 
     verbose : int, default=0
-        Print how each call is executed when > 0.
+        Print what each call did, and why, when > 0.
 
     Attributes
     ----------
     estimator_ : estimator object
         The fitted clone of ``estimator`` (``estimator`` itself when it is a
         ``FrozenEstimator``).
+
+    last_call_ : CallReport
+        What the latest batched call did, and why: the path chosen
+        (``"direct"``, ``"in-process"``, ``"threads"``, ``"processes"``, ...),
+        the measurements behind it, the rows each worker computed, how often
+        the model was serialized and loaded. Present after the first call.
 
     classes_ : ndarray of shape (n_classes,)
         Class labels, for classifiers.
@@ -133,14 +153,26 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
 
     Notes
     -----
-    The first rows of every call run in the calling process before any worker
-    starts, and are checked to be row-wise. When a batch fails, or the method is
-    not row-wise, the estimator is called once on the whole input instead: bad
-    input raises exactly the error the estimator raises on its own, and a
-    method that cannot be batched returns its own result (with a
-    :class:`~skbatch.SerialFallbackWarning`). When the remaining rows would
-    take less than about 0.2 s serially, and no ``batch_size`` is set, they run
-    in-process: starting workers would cost more than it saves.
+    The first rows of every call run in the calling thread, and are checked to
+    be row-wise. The calling thread then times chunks of growing size, and,
+    unless a backend was asked for, runs two chunks at once on two threads:
+    when that is faster, the model releases the GIL and threads are used;
+    when it is not and one core was busy, the model holds the GIL and worker
+    processes are used if enough work is left to pay for them; otherwise the
+    calling thread goes on alone (a model that already keeps every core busy,
+    or too little work to share). The calling thread always works too, so a
+    call does not wait for worker processes to start. Workers and their
+    native BLAS/OpenMP pools together use at most one thread per core.
+    ``verbose`` and :attr:`last_call_` say what was chosen and why.
+
+    Worker processes outlive the call and keep the model they loaded: a later
+    call with the same, unchanged model neither sends nor loads it again.
+    :func:`skbatch.start_workers` starts them ahead of the first call.
+
+    When a batch fails, or the method is not row-wise, the estimator is called
+    once on the whole input instead: bad input raises exactly the error the
+    estimator raises on its own, and a method that cannot be batched returns
+    its own result (with a :class:`~skbatch.SerialFallbackWarning`).
 
     ``score`` predicts in batches, then applies accuracy (classifiers) or R²
     (regressors). Estimators with any other ``score`` are scored serially.
@@ -257,9 +289,13 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
     def _batched(self, method, X, params):
         self._check_params()
         estimator = self._fitted_estimator()
+        label = f"{_display_name(estimator)}.{method}"
+        record = CallReport(label, None)
+        _LAST_CALLS[self] = record
         reason = not_row_wise_reason(estimator, method)
         if reason is not None:
-            label = f"{_display_name(estimator)}.{method}"
+            record.path = "whole-input fallback"
+            record.reasons.append(f"not row-wise: {reason}")
             warnings.warn(
                 SerialFallbackWarning(
                     f"{label} ran as one call on the whole input, not in batches: "
@@ -279,7 +315,19 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
             progress=self._progress_mode(),
             verbose=self.verbose,
             label=f"{_display_name(estimator)}.{method}",
+            record=record,
         )
+
+    @property
+    def last_call_(self):
+        """What the latest batched call did, and why (a ``CallReport``)."""
+        try:
+            return _LAST_CALLS[self]
+        except (KeyError, TypeError):
+            raise AttributeError(
+                f"{type(self).__name__} has made no batched call yet: "
+                "'last_call_' exists after predict, transform, ..."
+            ) from None
 
     # ---------------------------------------------------------------- methods
     @available_if(_estimator_has("predict"))
@@ -490,7 +538,11 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
     def __getattr__(self, name):
         # Other fitted attributes (coef_, offset_, n_outputs_, ...) come from
         # the fitted estimator, as they would from the estimator itself.
-        if name.endswith("_") and not name.startswith("_") and name != "estimator_":
+        if (
+            name.endswith("_")
+            and not name.startswith("_")
+            and name not in ("estimator_", "last_call_")
+        ):
             fitted = self.__dict__.get("estimator_")
             if fitted is None and _is_fitted_frozen(self.__dict__.get("estimator")):
                 fitted = self.__dict__["estimator"]
@@ -549,25 +601,30 @@ class BatchedTransformer(
         row-wise.
 
     n_jobs : int, default=None
-        Number of workers. ``None`` means 1 unless in a
-        :func:`joblib.parallel_config` context; ``-1`` means all processors.
+        Number of workers, the calling thread included; ``None`` means one per
+        core unless a :func:`joblib.parallel_config` sets ``n_jobs``.
 
     batch_size : int, default=None
-        Rows per batch. ``None`` splits the rows evenly, one batch per worker.
+        Rows per chunk; ``None`` sizes chunks from measurements.
 
     backend : str, default=None
-        joblib backend; ``None`` uses the active one.
+        ``None`` lets skbatch choose threads, processes or the calling thread
+        alone; see :class:`BatchedPredictor`.
 
     progress : bool or {"overall", "workers"}, default=False
         Draw ``tqdm.auto`` progress bars counting completed rows.
 
     verbose : int, default=0
-        Print how each call is executed when > 0.
+        Print what each call did, and why, when > 0.
 
     Attributes
     ----------
     estimator_ : estimator object
         The fitted clone of ``estimator``.
+
+    last_call_ : CallReport
+        What the latest batched call did, and why; see
+        :class:`BatchedPredictor`.
 
     n_features_in_ : int
         Number of features seen during ``fit``, when the estimator records it.

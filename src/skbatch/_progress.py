@@ -85,11 +85,17 @@ class ProgressReporter:
         except Exception:
             self._channel = None
 
-    def __call__(self, n_rows: int) -> None:
+    def __call__(self, n_rows: int, worker=None) -> None:
+        """Count ``n_rows`` done by ``worker`` (a name; None: the calling
+        process and thread)."""
         if self._channel is None:
             return
+        if worker is None:
+            key = (os.getpid(), threading.get_ident())
+        else:
+            key = ("worker", worker)
         try:
-            self._channel.put((self._token, os.getpid(), threading.get_ident(), n_rows))
+            self._channel.put((self._token, *key, n_rows))
         except Exception:
             self._channel = None
 
@@ -112,15 +118,28 @@ class ProgressMonitor:
         Number of per-worker bars for ``mode="workers"``.
     cross_process : bool
         Whether reports come from other processes (then a manager queue is used).
+    caller_works : bool
+        Whether the calling thread is one of the workers; then it has a bar
+        of its own, else its rows (the probe) count in the overall bar only.
     desc : str
         Label of the overall bar.
     """
 
-    def __init__(self, total, *, mode, n_workers=1, cross_process=False, desc=None):
+    def __init__(
+        self,
+        total,
+        *,
+        mode,
+        n_workers=1,
+        cross_process=False,
+        caller_works=False,
+        desc=None,
+    ):
         self.total = total
         self.mode = mode
         self.n_workers = n_workers
         self.cross_process = cross_process
+        self.caller_works = caller_works
         self.desc = desc
         self.reporter = ProgressReporter()
         self._thread = None
@@ -149,8 +168,9 @@ class ProgressMonitor:
             ]
             self._bars.extend(self._free_bars)
             self._free_bars.reverse()
-        # Rows done by the calling thread count only in the overall bar.
-        self._worker_bars[(os.getpid(), threading.get_ident())] = None
+        if not self.caller_works:
+            # Rows done by the calling thread count only in the overall bar.
+            self._worker_bars[(os.getpid(), threading.get_ident())] = None
         self.reporter = ProgressReporter(self._queue, self._token)
         self._thread = threading.Thread(
             target=self._listen, name="skbatch-progress", daemon=True

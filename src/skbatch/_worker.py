@@ -103,6 +103,138 @@ class MethodCall:
         return getattr(model, self.method)(X_rows, **self.params)
 
 
+# ------------------------------------------------- models in worker processes
+_PROCESS_MODEL: list = [None, None]  # [digest, model] of the newest model
+_PROCESS_MODEL_LOCK = threading.Lock()
+
+
+def load_model(ref):
+    """The model for ``ref`` (a :class:`skbatch._pool.ModelRef`) in this worker
+    process, and whether it had to be loaded (False: kept from an earlier task
+    or call). Only the newest model is kept: an idle worker should not hold an
+    old model in memory."""
+    with _PROCESS_MODEL_LOCK:
+        if _PROCESS_MODEL[0] == ref.digest:
+            return _PROCESS_MODEL[1], False
+        with open(ref.path, "rb") as f:
+            model = cloudpickle.loads(f.read())
+        _PROCESS_MODEL[:] = [ref.digest, model]
+        return model, True
+
+
+def worker_ready(ref, inner_threads):
+    """First task of a worker: load the model (``ref`` may be None) and import
+    what it needs, so the worker is ready for rows. Returns ``(pid, loaded)``."""
+    if ref is None:
+        import sklearn.base  # noqa: F401  (the import every model needs)
+
+        return os.getpid(), False
+    try:
+        _, loaded = load_model(ref)
+    except Exception as exc:
+        raise _travelling(exc) from None
+    return os.getpid(), loaded
+
+
+class MemmapRows:
+    """Rows ``[start, stop)`` of an array backed by a file, by reference.
+
+    Pickles as the file name and layout, so a worker process maps the same file
+    (read-only) instead of receiving a copy of the rows.
+    """
+
+    def __init__(self, filename, offset, dtype, shape, order, start, stop):
+        self.filename = filename
+        self.offset = offset
+        self.dtype = dtype
+        self.shape = shape
+        self.order = order
+        self.start = start
+        self.stop = stop
+
+    @classmethod
+    def describe(cls, X):
+        """A description of ``X``'s file and layout, or None when ``X`` is not
+        a contiguous view of an array mapped from a file."""
+        import mmap
+
+        import numpy as np
+
+        if not isinstance(X, np.ndarray) or X.dtype.hasobject:
+            return None
+        if not (X.flags.c_contiguous or (X.ndim == 2 and X.flags.f_contiguous)):
+            return None
+        # The array that owns the mapping is the one whose base is the mmap
+        # itself; its first element sits at its ``offset`` in the file.
+        owner = X
+        while owner is not None and not isinstance(owner.base, mmap.mmap):
+            owner = owner.base if isinstance(owner.base, np.ndarray) else None
+        if (
+            owner is None
+            or not isinstance(owner, np.memmap)
+            or owner.filename is None
+            or owner.mode == "c"  # copy-on-write: memory may differ from file
+        ):
+            return None
+        shift = X.__array_interface__["data"][0] - owner.__array_interface__["data"][0]
+        order = "C" if X.flags.c_contiguous else "F"
+        return cls(
+            owner.filename, owner.offset + shift, X.dtype, X.shape, order, 0, len(X)
+        )
+
+    def rows(self, start, stop):
+        return MemmapRows(
+            self.filename,
+            self.offset,
+            self.dtype,
+            self.shape,
+            self.order,
+            start,
+            stop,
+        )
+
+    def open(self):
+        import numpy as np
+
+        whole = np.memmap(
+            self.filename,
+            dtype=self.dtype,
+            mode="r",
+            offset=self.offset,
+            shape=self.shape,
+            order=self.order,
+        )
+        return whole[self.start : self.stop]
+
+
+def run_process_chunk(ref, call_spec, rows, start, stop, config, filters_blob, inner):
+    """Worker-process entry point for rows ``[start, stop)`` of the user's input.
+
+    ``call_spec`` is ``(method, params, label)``; ``rows`` the rows themselves
+    or a :class:`MemmapRows`. Runs under the caller's scikit-learn config and
+    warning filters, with native thread pools limited to ``inner`` threads.
+    Returns ``(pid, loaded, output, warnings)``.
+    """
+    from skbatch._threadlimits import limit_process_pools
+
+    method, params, label = call_spec
+    try:
+        model, loaded = load_model(ref)
+        X = rows.open() if isinstance(rows, MemmapRows) else rows
+        with (
+            config_context(**config),
+            limit_process_pools(inner),
+            warnings.catch_warnings(record=True) as caught,
+        ):
+            _apply_filters(filters_blob)
+            out = getattr(model, method)(X, **params)
+            check_rows(out, stop - start, label)
+    except Exception as exc:
+        add_note(exc, f"(skbatch: raised by {label} on rows {start}:{stop})")
+        raise _travelling(exc) from None
+    return os.getpid(), loaded, out, [portable_warning(w) for w in caught]
+
+
 # --------------------------------------------------------------- the row loop
 def add_note(exc: BaseException, note: str) -> None:
     if hasattr(exc, "add_note"):  # Python >= 3.11

@@ -1,0 +1,231 @@
+"""Worker processes that outlive a call, and the models they hold.
+
+Starting a worker process costs seconds (a fresh interpreter importing
+scikit-learn), more than many whole predict calls. skbatch keeps one pool of
+worker processes for the life of the calling process; idle workers exit after
+:data:`IDLE_TIMEOUT` seconds and come back on demand. The pool is skbatch's own,
+so a ``joblib.Parallel`` call elsewhere in the program (which resizes joblib's
+shared pool at will) never kills workers that hold a loaded model.
+
+Models travel through files, not through tasks: a call pickles the model once,
+names the bytes by their digest and writes them to a folder in shared memory
+(``/dev/shm`` where it exists). Each task carries only the digest; a worker
+unpickles a model the first time it sees its digest and keeps it, so a model
+unchanged since the last call is neither re-sent nor re-loaded. A changed model
+(refitted, new parameters, edited in place) pickles to different bytes, hence a
+new digest, and is loaded afresh: workers never run a stale model.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+
+from joblib.externals.loky import ProcessPoolExecutor
+from joblib.externals.loky.backend.context import get_context
+
+from skbatch._worker import cloudpickle, worker_ready
+
+#: Idle worker processes exit after this many seconds; the next call that
+#: needs them starts new ones.
+IDLE_TIMEOUT = 300
+#: Until a worker has been timed starting in this process, assume this.
+DEFAULT_START_SECONDS = 2.0
+
+_lock = threading.RLock()
+_executor = None
+_executor_size = 0
+_start_seconds = DEFAULT_START_SECONDS
+
+
+def _reset_after_fork():
+    # A forked child must not use its parent's pool or model folder.
+    global _executor, _executor_size, _lock, _store
+    _executor, _executor_size = None, 0
+    _lock = threading.RLock()
+    _store = _ModelStore()
+
+
+def get_executor(n_processes: int) -> ProcessPoolExecutor:
+    """The pool, with room for at least ``n_processes`` workers."""
+    global _executor, _executor_size
+    with _lock:
+        broken = _executor is not None and _is_broken(_executor)
+        if _executor is None or broken or _executor_size < n_processes:
+            if _executor is not None:
+                _executor.shutdown(wait=False, kill_workers=broken)
+            _executor = ProcessPoolExecutor(
+                max_workers=n_processes,
+                timeout=IDLE_TIMEOUT,
+                context=get_context("loky"),
+            )
+            _executor_size = n_processes
+        return _executor
+
+
+def _is_broken(executor) -> bool:
+    # loky marks a pool whose worker died, or that was shut down, in ``_flags``.
+    flags = getattr(executor, "_flags", None)
+    return flags is not None and (
+        getattr(flags, "broken", None) is not None or getattr(flags, "shutdown", False)
+    )
+
+
+def workers_alive() -> int:
+    """How many worker processes are running now (0 when none started)."""
+    with _lock:
+        if _executor is None:
+            return 0
+        processes = getattr(_executor, "_processes", None) or {}
+        return sum(1 for p in list(processes.values()) if p.is_alive())
+
+
+def expected_start_seconds() -> float:
+    """How long starting a worker took last time in this process."""
+    return _start_seconds
+
+
+def note_start_seconds(seconds: float) -> None:
+    global _start_seconds
+    _start_seconds = seconds
+
+
+def start_workers(n_jobs: int = -1, *, timeout: float = 120.0) -> int:
+    """Start skbatch's worker processes now, so a later call finds them ready.
+
+    The first call that runs in worker processes otherwise starts them itself
+    (the calling thread keeps working through rows meanwhile, so the call is
+    not slower than serial, but the workers only help once they are up). Call
+    this at program start, or while loading data, to have them ready. Workers
+    import scikit-learn while starting; an idle worker exits after 5 minutes.
+
+    Parameters
+    ----------
+    n_jobs : int, default=-1
+        Workers a later call will use, counted like ``BatchedPredictor``'s
+        ``n_jobs``: the calling thread is one of them, so ``n_jobs - 1``
+        processes start (``-1``: one per core).
+    timeout : float, default=120.0
+        Seconds to wait for the workers to be ready.
+
+    Returns
+    -------
+    n_processes : int
+        Worker processes running.
+
+    Examples
+    --------
+    >>> import skbatch
+    >>> skbatch.start_workers(n_jobs=2)
+    1
+    """
+    from joblib import effective_n_jobs
+
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
+        raise ValueError(
+            f"n_jobs must be a non-zero int (-1 for one worker per core), got "
+            f"{n_jobs!r}."
+        )
+    n_processes = max(0, effective_n_jobs(n_jobs) - 1)
+    if n_processes == 0:
+        return 0
+    executor = get_executor(n_processes)
+    started = time.perf_counter()
+    cold = workers_alive() < n_processes
+    futures = [executor.submit(worker_ready, None, 0) for _ in range(n_processes)]
+    for future in futures:
+        future.result(timeout=timeout)
+    if cold:
+        note_start_seconds(time.perf_counter() - started)
+    return workers_alive()
+
+
+# --------------------------------------------------------------- model files
+@dataclass(frozen=True)
+class ModelRef:
+    """What a task carries instead of the model: the digest and the file."""
+
+    digest: str
+    path: str
+    nbytes: int
+
+
+class _ModelStore:
+    """Model files named by digest, in one folder removed at exit.
+
+    A file stays while a call uses it; the most recent one also stays after its
+    call, for the next call with the same model.
+    """
+
+    def __init__(self):
+        self._folder = None
+        self._in_use: dict[str, int] = {}
+        self._latest = None
+        self._lock = threading.Lock()
+
+    def _ensure_folder(self) -> str:
+        if self._folder is None:
+            shm = "/dev/shm"
+            parent = shm if os.access(shm, os.W_OK) else None
+            self._folder = tempfile.mkdtemp(prefix="skbatch-models-", dir=parent)
+            atexit.register(_remove_folder, self._folder, os.getpid())
+        return self._folder
+
+    def publish(self, model) -> ModelRef:
+        """Pickle ``model`` once and make its file available; mark it in use."""
+        data = cloudpickle.dumps(model)
+        digest = hashlib.blake2b(data, digest_size=20).hexdigest()
+        with self._lock:
+            path = os.path.join(self._ensure_folder(), f"{digest}.pkl")
+            if not os.path.exists(path):
+                partial = f"{path}.{os.getpid()}.{threading.get_ident()}.part"
+                with open(partial, "wb") as f:
+                    f.write(data)
+                os.replace(partial, path)  # workers never see a half file
+            self._in_use[digest] = self._in_use.get(digest, 0) + 1
+            previous, self._latest = self._latest, digest
+            if previous not in (None, digest):
+                self._remove_if_unused(previous)
+        return ModelRef(digest, path, len(data))
+
+    def release(self, ref: ModelRef) -> None:
+        with self._lock:
+            self._in_use[ref.digest] -= 1
+            if not self._in_use[ref.digest]:
+                del self._in_use[ref.digest]
+                if ref.digest != self._latest:
+                    self._remove_if_unused(ref.digest)
+
+    def _remove_if_unused(self, digest: str) -> None:
+        if digest not in self._in_use and self._folder is not None:
+            try:
+                os.remove(os.path.join(self._folder, f"{digest}.pkl"))
+            except OSError:
+                pass
+
+
+def _remove_folder(folder: str, owner_pid: int) -> None:
+    # A forked child inherits atexit handlers: only the owner removes the folder.
+    if os.getpid() == owner_pid:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+_store = _ModelStore()
+
+
+def publish_model(model) -> ModelRef:
+    return _store.publish(model)
+
+
+def release_model(ref: ModelRef) -> None:
+    _store.release(ref)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)

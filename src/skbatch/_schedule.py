@@ -1,0 +1,368 @@
+"""Handing rows to workers as they become free: the calling thread is one of them.
+
+Rows are not split up front. A :class:`RowCursor` hands out contiguous ranges,
+large at first and smaller towards the end (guided scheduling), to whichever
+worker asks: the calling thread, worker threads, or, through a dispatcher
+thread, worker processes. So a worker that is slow to start (a process
+importing scikit-learn) or slow to run never holds rows the others could have
+done, and all workers finish at about the same time. The calling thread works
+from the first moment: a first call is not slower than serial while worker
+processes start.
+
+Outputs are kept by start row and joined once, in order, at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+
+from sklearn import config_context
+
+from skbatch._concat import check_rows
+from skbatch._indexing import protected_rows, take_rows
+from skbatch._threadlimits import limit_process_pools, limit_thread_openmp
+from skbatch._worker import add_note, run_process_chunk, worker_ready
+
+#: Tasks kept queued per worker process, so it never waits for the dispatcher.
+TASKS_PER_PROCESS = 2
+#: Whether the calling thread takes rows while worker processes run. Always on
+#: in use; tests turn it off to make worker processes take every row.
+CALLER_TAKES_ROWS = True
+
+
+class RowCursor:
+    """Hands out row ranges of ``[start, stop)``, each once, to any thread.
+
+    Without ``fixed_rows``, a claim takes ``remaining / (2 * n_workers)`` rows,
+    kept within ``[min_rows, max_rows]``; a remainder smaller than ``min_rows``
+    joins the claim before it. With ``fixed_rows`` (a user's ``batch_size``)
+    every claim has that many rows, the last one possibly fewer.
+
+    >>> cursor = RowCursor(0, 100, n_workers=2, min_rows=10, max_rows=40)
+    >>> [cursor.claim() for _ in range(8)]  # doctest: +NORMALIZE_WHITESPACE
+    [(0, 25), (25, 44), (44, 58), (58, 69), (69, 79), (79, 89), (89, 100),
+     None]
+    >>> cursor = RowCursor(0, 10, n_workers=2, fixed_rows=4)
+    >>> [cursor.claim() for _ in range(4)]
+    [(0, 4), (4, 8), (8, 10), None]
+    """
+
+    def __init__(
+        self, start, stop, *, n_workers, min_rows=1, max_rows=None, fixed_rows=None
+    ):
+        self._next = start
+        self._stop = stop
+        self._n_workers = max(1, n_workers)
+        self._min_rows = max(1, min_rows)
+        self._max_rows = max_rows
+        self._fixed_rows = fixed_rows
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def claim(self):
+        """The next ``(start, stop)`` range, or None when none is left."""
+        with self._lock:
+            remaining = self._stop - self._next
+            if remaining <= 0 or self._closed:
+                return None
+            if self._fixed_rows is not None:
+                size = min(self._fixed_rows, remaining)
+            else:
+                size = math.ceil(remaining / (2 * self._n_workers))
+                if self._max_rows is not None:
+                    size = min(size, self._max_rows)
+                size = max(size, self._min_rows)
+                if remaining - size < self._min_rows:
+                    size = remaining
+            lo = self._next
+            self._next += size
+            return lo, lo + size
+
+    def close(self) -> None:
+        """Hand out nothing more (a worker failed, or the caller was stopped)."""
+        with self._lock:
+            self._closed = True
+
+    @property
+    def exhausted(self) -> bool:
+        with self._lock:
+            return self._closed or self._next >= self._stop
+
+
+class Outputs:
+    """Outputs by start row, from any thread; read back in row order."""
+
+    def __init__(self):
+        self._parts = {}
+        self._lock = threading.Lock()
+
+    def add(self, start, output, n_rows) -> None:
+        with self._lock:
+            self._parts[start] = (output, n_rows)
+
+    def in_order(self):
+        with self._lock:
+            starts = sorted(self._parts)
+            return (
+                [self._parts[s][0] for s in starts],
+                [self._parts[s][1] for s in starts],
+            )
+
+
+def compute_chunk(call, X, lo, hi, outputs, report, record, worker):
+    try:
+        out = call(protected_rows(X, lo, hi))
+        check_rows(out, hi - lo, call.label)
+    except Exception as exc:
+        add_note(exc, f"(skbatch: raised by {call.label} on rows {lo}:{hi})")
+        raise
+    outputs.add(lo, out, hi - lo)
+    record.add_rows(worker, hi - lo)
+    report(hi - lo, worker=worker)
+
+
+def run_in_caller(call, X, cursor, outputs, report, record):
+    """The calling thread works through the cursor alone."""
+    while (claim := cursor.claim()) is not None:
+        compute_chunk(call, X, *claim, outputs, report, record, "caller")
+
+
+def run_in_threads(
+    call, X, cursor, outputs, report, record, *, n_threads, inner, config
+):
+    """The calling thread and ``n_threads - 1`` worker threads share the cursor.
+
+    Every one of them runs with at most ``inner`` native threads. The first
+    exception stops the others (after their current chunk) and is raised.
+    """
+    errors = []
+
+    def work(name):
+        try:
+            with config_context(**config), limit_thread_openmp(inner):
+                while (claim := cursor.claim()) is not None:
+                    compute_chunk(call, X, *claim, outputs, report, record, name)
+        except BaseException as exc:
+            cursor.close()
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=work, args=(f"thread-{i}",), daemon=True)
+        for i in range(1, n_threads)
+    ]
+    with limit_process_pools(inner):
+        for thread in threads:
+            thread.start()
+        try:
+            run_in_caller(call, X, cursor, outputs, report, record)
+        except BaseException:
+            cursor.close()
+            raise
+        finally:
+            for thread in threads:
+                thread.join()
+    if errors:
+        raise errors[0]
+
+
+def measure_threads(call, X, claims, outputs, report, record, *, inner, config):
+    """Run two chunks at once, the caller's and a worker thread's.
+
+    Returns the wall time and the process CPU time they took together.
+    """
+    errors = []
+    second = threading.Thread(
+        target=_guarded,
+        args=(call, X, claims[1], outputs, report, record, inner, config, errors),
+        daemon=True,
+    )
+    with limit_process_pools(inner):
+        wall, cpu = time.perf_counter(), time.process_time()
+        second.start()
+        try:
+            compute_chunk(call, X, *claims[0], outputs, report, record, "caller")
+        finally:
+            second.join()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    if errors:
+        raise errors[0]
+    return wall, cpu
+
+
+def _guarded(call, X, claim, outputs, report, record, inner, config, errors):
+    try:
+        with config_context(**config), limit_thread_openmp(inner):
+            compute_chunk(call, X, *claim, outputs, report, record, "thread-1")
+    except BaseException as exc:
+        errors.append(exc)
+
+
+class ProcessRun:
+    """Rows run by the calling thread and by skbatch's worker processes.
+
+    A dispatcher thread keeps :data:`TASKS_PER_PROCESS` tasks queued per worker
+    process: every finished task makes room for the next claim. The first
+    tasks only load the model, so no rows wait in the queue of a worker that
+    is still starting. Rows a worker process failed on are computed by the
+    calling thread at the end: the estimator's own error then surfaces there.
+    """
+
+    def __init__(
+        self, call, X, cursor, outputs, report, record, *,
+        executor, n_processes, inner, ref, memmap, config, filters,
+    ):  # fmt: skip
+        self.call, self.X, self.cursor, self.outputs = call, X, cursor, outputs
+        self.report, self.record = report, record
+        self.executor, self.n_processes, self.inner = executor, n_processes, inner
+        self.ref, self.memmap, self.config, self.filters = ref, memmap, config, filters
+        self.warnings = []
+        self.failed = []  # (lo, hi, exception) a worker process raised
+        self.fatal = None  # a dead worker: the pool is broken
+        self.first_ready = None  # seconds until the first worker was ready
+        self._completions = queue.SimpleQueue()
+        self._in_flight = 0
+        self._count_lock = threading.Lock()
+        self._idle = threading.Event()
+        self._stop_feeding = False
+        self._caller_done = False
+
+    # -- dispatcher side
+    def _submit_hello(self):
+        future = self.executor.submit(worker_ready, self.ref, self.inner)
+        future.add_done_callback(lambda f: self._completions.put((f, None, None)))
+
+    def _feed(self):
+        """Claim rows and send them to a worker process, if feeding is on."""
+        with self._count_lock:
+            # Claiming and counting under one lock: the caller, finding the
+            # cursor empty, then sees every range still with a worker.
+            claim = None if self._stop_feeding else self.cursor.claim()
+            if claim is None:
+                return
+            self._in_flight += 1
+        lo, hi = claim
+        try:
+            rows = (
+                self.memmap.rows(lo, hi) if self.memmap else take_rows(self.X, lo, hi)
+            )
+            future = self.executor.submit(
+                run_process_chunk,
+                self.ref,
+                (self.call.method, self.call.params, self.call.label),
+                rows,
+                lo,
+                hi,
+                self.config,
+                self.filters,
+                self.inner,
+            )
+        except BaseException as exc:  # the pool broke: the caller does the rows
+            self._stop_feeding = True
+            self.failed.append((lo, hi, exc))
+            self._chunk_settled()
+            return
+        future.add_done_callback(lambda f: self._completions.put((f, lo, hi)))
+
+    def _chunk_settled(self):
+        with self._count_lock:
+            self._in_flight -= 1
+            self._wake_caller_if_done()
+
+    def _wake_caller_if_done(self):
+        # Under _count_lock. Rows still with workers are waited for; a worker
+        # still starting (its first task only loads the model) is not.
+        if (
+            self._in_flight == 0
+            and self._caller_done
+            and (self.cursor.exhausted or self._stop_feeding)
+        ):
+            self._idle.set()
+
+    def _dispatch(self, started):
+        from joblib.externals.loky.process_executor import BrokenProcessPool
+
+        while True:
+            item = self._completions.get()
+            if item is None:
+                return
+            future, lo, hi = item
+            try:
+                result = future.result()
+            except BrokenProcessPool as exc:
+                self.fatal = exc
+                self._stop_feeding = True
+                self.cursor.close()
+            except BaseException as exc:
+                # Failed rows go back to the caller; stop sending more rows to
+                # workers that may all fail the same way (a model that does
+                # not load there, say).
+                self._stop_feeding = True
+                self.failed.append((lo, hi, exc))
+                with self._count_lock:
+                    self._wake_caller_if_done()
+            else:
+                if lo is None:
+                    pid, loaded = result
+                    if self.first_ready is None:
+                        self.first_ready = time.perf_counter() - started
+                else:
+                    pid, loaded, out, caught = result
+                    self.outputs.add(lo, out, hi - lo)
+                    self.record.add_rows(f"process-{pid}", hi - lo)
+                    self.report(hi - lo, worker=f"process-{pid}")
+                    self.warnings += caught
+                self.record.model_loads += int(loaded)
+                self._feed()
+            if lo is not None:
+                self._chunk_settled()
+
+    # -- caller side
+    def run(self):
+        started = time.perf_counter()
+        dispatcher = threading.Thread(
+            target=self._dispatch, args=(started,), name="skbatch-dispatch",
+            daemon=True,
+        )  # fmt: skip
+        dispatcher.start()
+        try:
+            try:
+                for _ in range(self.n_processes * TASKS_PER_PROCESS):
+                    self._submit_hello()
+            except Exception as exc:  # no pool: the caller does every row
+                self._stop_feeding = True
+                self.failed.append((None, None, exc))
+            with limit_process_pools(self.inner):
+                if CALLER_TAKES_ROWS:
+                    run_in_caller(
+                        self.call, self.X, self.cursor, self.outputs, self.report,
+                        self.record,
+                    )  # fmt: skip
+                with self._count_lock:
+                    self._caller_done = True
+                    self._wake_caller_if_done()
+                self._idle.wait()
+                # Rows left when workers stopped taking them (they failed).
+                run_in_caller(
+                    self.call, self.X, self.cursor, self.outputs, self.report,
+                    self.record,
+                )  # fmt: skip
+        except BaseException:
+            self._stop_feeding = True
+            self.cursor.close()
+            raise
+        finally:
+            self._completions.put(None)
+            dispatcher.join()
+        if self.fatal is not None:
+            raise self.fatal
+        for lo, hi, _ in self.failed:
+            if lo is not None:
+                with limit_process_pools(self.inner):
+                    compute_chunk(
+                        self.call, self.X, lo, hi, self.outputs, self.report,
+                        self.record, "caller",
+                    )  # fmt: skip
+        return self
