@@ -71,6 +71,7 @@ class PeakMemory:
 
 def child(workload, tool, scale, repeats, reference):
     import numpy as np
+    import tools
     from tools import TOOLS
     from workloads import WORKLOADS
 
@@ -80,8 +81,10 @@ def child(workload, tool, scale, repeats, reference):
         start = time.perf_counter()
         out = run(model, X, method)
         first = time.perf_counter() - start
+        # Calls of a few milliseconds need many runs for a stable median.
+        runs = repeats if first > 0.05 else max(repeats, 200)
         warm = []
-        for _ in range(repeats):
+        for _ in range(runs):
             start = time.perf_counter()
             run(model, X, method)
             warm.append(time.perf_counter() - start)
@@ -103,6 +106,8 @@ def child(workload, tool, scale, repeats, reference):
         "warm": statistics.median(warm),
         "peak_mb": memory.peak / 2**20,
         "same": same,
+        "paths": sorted(set(tools.SKBATCH_PATHS[1:])),
+        "first_path": tools.SKBATCH_PATHS[0] if tools.SKBATCH_PATHS else None,
     }, out
 
 
@@ -152,103 +157,6 @@ def run_pair(workload, tool, scale, repeats, reference, save_to=None):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def write_docs(results, info, scale, repeats):
-    from tools import TOOLS
-    from workloads import WORKLOADS
-
-    lines = [
-        "Benchmarks",
-        "==========",
-        "",
-        "Batch inference with each tool, measured by ``benchmarks/run.py`` "
-        f"(scale {scale}, median of {repeats} warm calls, {2} workers).",
-        "",
-        f"Machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}, "
-        f"numpy {info['numpy']}, scikit-learn {info['scikit-learn']}, "
-        f"joblib {info['joblib']}.",
-        "",
-        "*first*: the first call in a fresh process (worker start-up included); "
-        "*warm*: later calls; *x*: serial warm time divided by the tool's; "
-        "*MB*: peak resident memory of all processes.",
-        "",
-    ]
-    for workload, (title, _) in WORKLOADS.items():
-        rows = results.get(workload)
-        if not rows:
-            continue
-        serial = rows.get("serial", {})
-        lines += [
-            title,
-            "-" * len(title),
-            "",
-            ".. list-table::",
-            "   :header-rows: 1",
-            "",
-        ]
-        lines += [
-            "   * - tool",
-            "     - first s",
-            "     - warm s",
-            "     - x (warm)",
-            "     - x (first)",
-            "     - MB",
-            "     - same",
-        ]
-        for tool in TOOLS:
-            r = rows.get(tool)
-            if r is None:
-                continue
-            if "error" in r:
-                lines += [f"   * - {tool}", f"     - failed: {r['error'][:60]}"]
-                lines += ["     -"] * 5
-                continue
-            warm_x = serial.get("warm", float("nan")) / r["warm"]
-            first_x = serial.get("first", float("nan")) / r["first"]
-            lines += [
-                f"   * - {tool}",
-                f"     - {r['first']:.3f}",
-                f"     - {r['warm']:.3f}",
-                f"     - {warm_x:.2f}",
-                f"     - {first_x:.2f}",
-                f"     - {r['peak_mb']:.0f}",
-                f"     - {'yes' if r['same'] else 'NO'}",
-            ]
-        lines.append("")
-    lines += [
-        "",
-        ".. image:: _static/benchmarks.png",
-        "   :alt: warm speed-up by tool",
-        "",
-    ]
-    (ROOT / "docs" / "benchmarks.rst").write_text("\n".join(lines))
-    plot(results)
-
-
-def plot(results):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from tools import TOOLS
-
-    workloads = [w for w in results if "serial" in results[w]]
-    tools = [t for t in TOOLS if t != "serial"]
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    width = 0.8 / len(tools)
-    for i, tool in enumerate(tools):
-        ys = []
-        for w in workloads:
-            r = results[w].get(tool, {})
-            ys.append(results[w]["serial"]["warm"] / r["warm"] if "warm" in r else 0)
-        ax.bar([x + i * width for x in range(len(workloads))], ys, width, label=tool)
-    ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(workloads))], workloads)
-    ax.set_ylabel("warm speed-up vs serial")
-    ax.legend(ncol=4, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(ROOT / "docs" / "_static" / "benchmarks.png", dpi=110)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tenth of the rows")
@@ -257,6 +165,9 @@ def main(argv=None):
     parser.add_argument("--only", default="", help="comma-separated workloads")
     parser.add_argument("--tools", default="", help="comma-separated tools")
     parser.add_argument("--no-docs", action="store_true")
+    parser.add_argument(
+        "--render", action="store_true", help="only rewrite the docs from latest.json"
+    )
     parser.add_argument("--child", nargs=2, metavar=("WORKLOAD", "TOOL"))
     parser.add_argument("--reference")
     parser.add_argument("--save")
@@ -272,8 +183,14 @@ def main(argv=None):
         print(json.dumps(result))
         return 0
 
+    from report import write_docs
     from tools import TOOLS
     from workloads import WORKLOADS
+
+    if args.render:
+        payload = json.loads((HERE / "results" / "latest.json").read_text())
+        write_docs(payload, WORKLOADS, TOOLS)
+        return 0
 
     workloads = args.only.split(",") if args.only else list(WORKLOADS)
     tools = args.tools.split(",") if args.tools else list(TOOLS)
@@ -298,15 +215,18 @@ def main(argv=None):
                 print(f"{workload:8s} {tool:18s} {shown}", flush=True)
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
+    partial = bool(args.only or args.tools)
     payload = {
         "machine": info,
         "scale": scale,
         "repeats": args.repeats,
         "results": results,
     }
-    (out_dir / "latest.json").write_text(json.dumps(payload, indent=2))
-    if not args.no_docs:
-        write_docs(results, info, scale, args.repeats)
+    # A partial run (--only, --tools) never replaces the full results.
+    name = "partial.json" if partial else "latest.json"
+    (out_dir / name).write_text(json.dumps(payload, indent=2))
+    if not args.no_docs and not partial:
+        write_docs(payload, WORKLOADS, TOOLS)
     return 0
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 N_JOBS = 2
+#: The path skbatch took on each call in this process (see ``last_call_``).
+SKBATCH_PATHS: list = []
 
 
 def serial(model, X, method):
@@ -66,7 +68,9 @@ def _skbatch(progress):
         batched = BatchedPredictor(
             FrozenEstimator(model), n_jobs=N_JOBS, progress=progress
         )
-        return getattr(batched, method)(X)
+        out = getattr(batched, method)(X)
+        SKBATCH_PATHS.append(batched.last_call_.path)
+        return out
 
     return run
 

@@ -135,6 +135,7 @@ def test_gil_bound_predict_goes_to_worker_processes(iris, monkeypatch):
     monkeypatch.setattr(_engine, "MIN_PROCESS_SECONDS", 0.0)
     monkeypatch.setattr(_engine, "MIN_PARALLEL_SECONDS", 0.0)
     monkeypatch.setattr(_engine, "expected_start_seconds", lambda: 0.0)
+    X = np.tile(X, (2, 1))  # room for calibration, the trial, and the rest
     batched = BatchedPredictor(WhereAmIClassifier(work=20_000), n_jobs=2).fit(X)
     pids, _ = _where(batched, X)
     report = batched.last_call_

@@ -66,8 +66,9 @@ from skbatch._schedule import (
     measure_threads,
     run_in_caller,
     run_in_threads,
+    run_range,
 )
-from skbatch._threadlimits import inner_threads
+from skbatch._threadlimits import inner_threads, limit_process_pools
 from skbatch._worker import (
     MemmapRows,
     MethodCall,
@@ -100,7 +101,9 @@ CALIBRATE_SECONDS = 0.02
 CALIBRATE_SHARE = 0.05
 #: Rows whose estimated serial time is below this stay in the calling thread:
 #: sharing them would cost more than it saves (unless batch_size is given).
-MIN_PARALLEL_SECONDS = 0.2
+#: Starting a thread costs well under a millisecond; worker processes have
+#: their own, higher bar (:data:`MIN_PROCESS_SECONDS`).
+MIN_PARALLEL_SECONDS = 0.05
 #: Chunks for workers are as large as memory and an even spread allow, up to
 #: this much serial time (so progress moves), and at least
 #: :data:`OVERHEAD_FACTOR` times the fixed cost of one call. Small chunks are
@@ -112,14 +115,18 @@ OVERHEAD_FACTOR = 40
 #: Chunks shrink towards the end down to this much serial time (or ten times a
 #: call's fixed cost, if more), so that workers finish together.
 MIN_CHUNK_SECONDS = 0.02
-#: Chunks for workers hold at most this many bytes of input rows: larger ones
+#: Chunks for workers hold at most this many bytes of input rows. Larger ones
 #: make every call allocate fresh memory for its intermediates, and page faults
-#: serialize threads (measured: 8 MiB chunks beat 32 MiB ones by 10-30%).
-MAX_WORKER_CHUNK_BYTES = 8 * 2**20
+#: serialize threads (a scaler + logistic regression: 8 MiB chunks 2.1x serial,
+#: 32 MiB 1.6x); smaller ones make a forest's threads queue for the GIL
+#: between trees (16 MiB: 1.85x, 4 MiB: 1.6x).
+MAX_WORKER_CHUNK_BYTES = 16 * 2**20
 #: Each of the two chunks of the thread trial aims at this much serial time.
-TRIAL_SECONDS = 0.05
-#: Two threads must be this much faster than one for threads to be chosen.
-THREAD_GAIN = 1.05
+TRIAL_SECONDS = 0.03
+#: Two threads this much faster than one scale well: threads, no question.
+THREADS_SCALE = 1.5
+#: Two threads must be at least this much faster than one to be chosen.
+THREAD_GAIN = 1.1
 #: A CPU load (CPU time over wall time) below this means one busy core.
 ONE_CORE_LOAD = 1.5
 #: Worker processes must have at least this much serial work left when they are
@@ -263,7 +270,11 @@ def _run(call, X, n, kind, n_workers, batch_size, progress, record):
 
 
 def _probe(call, X_rows, n, n_workers, report, record):
-    """Run the probe rows in the calling thread; return ``(probe_stop, output)``."""
+    """Run the probe rows in the calling thread.
+
+    Returns ``(probe_stop, output, seconds)``: where the probe ended, its
+    output, and how long its (main) call took.
+    """
     if n_workers == 1:
         probe_stop = min(n, chunk_rows_for(n, row_nbytes(X_rows)))
     else:
@@ -271,13 +282,16 @@ def _probe(call, X_rows, n, n_workers, report, record):
     if n - probe_stop < PROBE_ROWS:
         probe_stop = n  # no tiny remainder: small inputs are one call
     tail = _run_tail(call, X_rows, probe_stop) if probe_stop < n else None
-    first = call(copy_rows(X_rows, 0, probe_stop))
+    rows = copy_rows(X_rows, 0, probe_stop)
+    started = time.perf_counter()
+    first = call(rows)
+    seconds = time.perf_counter() - started
     check_rows(first, probe_stop, call.label)
     if tail is not None:
         _check_row_wise(call, X_rows, tail, first, probe_stop, call.label)
     record.add_rows("caller", probe_stop)
     report(probe_stop)
-    return probe_stop, first
+    return probe_stop, first, seconds
 
 
 def _timed(fn, *args):
@@ -292,14 +306,13 @@ class _Costs:
 
     def __init__(self, timings):
         (rows_a, wall_a), (rows_b, wall_b) = timings[-2], timings[-1]
-        # The largest chunk's average cost per row, its fixed cost included,
-        # errs on the high side: estimates of the work left never fall short.
-        self.per_row = wall_b / rows_b
-        per_call = 0.0
-        if rows_b > rows_a:
-            per_call = (wall_a * rows_b - wall_b * rows_a) / (rows_b - rows_a)
-        # Timing noise can make the intercept absurd: keep it within the chunk.
-        self.per_call = min(max(per_call, 0.0), wall_a)
+        average = wall_b / rows_b
+        slope = (wall_b - wall_a) / (rows_b - rows_a) if rows_b > rows_a else average
+        # Timing noise can make the slope absurd. Within [average / 2, average]
+        # the line still passes through the largest chunk, and the work left
+        # is never estimated at less than half its average cost.
+        self.per_row = min(max(slope, 0.5 * average), average)
+        self.per_call = wall_b - self.per_row * rows_b
 
     def seconds(self, rows: int) -> float:
         return self.per_call + self.per_row * rows
@@ -310,7 +323,11 @@ class _Costs:
 
 def _run_measured(call, X_rows, n, kind, n_workers, batch_size, report, record):
     outputs = Outputs()
-    probe_stop, first = _probe(call, X_rows, n, n_workers, report, record)
+    clock = _PhaseClock(record)
+    probe_stop, first, probe_seconds = _probe(
+        call, X_rows, n, n_workers, report, record
+    )
+    clock.lap("probe")
     outputs.add(0, first, probe_stop)
     position = probe_stop
     if position < n and (n_workers == 1 or kind == "serial"):
@@ -325,9 +342,30 @@ def _run_measured(call, X_rows, n, kind, n_workers, batch_size, report, record):
     if position >= n:
         return _joined(outputs, [])
 
-    # Calibration: growing chunks in the calling thread, native pools untouched.
+    # Calibration: growing chunks in the calling thread, under the thread
+    # budget the workers will have. Under its own defaults a model's native
+    # pool (OpenBLAS, OpenMP) would keep spinning on idle cores for up to a
+    # tenth of a second after each call, slowing the workers that follow.
+    inner = inner_threads(n_workers)
+    budget = contextlib.ExitStack()
+    budget.enter_context(limit_process_pools(inner))
+    try:
+        return _calibrate_and_run(
+            call, X_rows, n, kind, n_workers, batch_size, report, record,
+            outputs, clock, probe_stop, probe_seconds, inner, budget,
+        )  # fmt: skip
+    finally:
+        budget.close()
+
+
+def _calibrate_and_run(
+    call, X_rows, n, kind, n_workers, batch_size, report, record,
+    outputs, clock, probe_stop, probe_seconds, inner, budget,
+):  # fmt: skip
+    position = probe_stop
     max_bytes_rows = _rows_within_bytes(X_rows, n)
-    timings, loads = [(probe_stop, None)], []
+    # The probe's call counts as the first, smallest calibration point.
+    timings, loads = [(probe_stop, probe_seconds)], []
     size = 2 * probe_stop
     while position < n:
         size = min(size, max_bytes_rows, n - position)
@@ -341,15 +379,15 @@ def _run_measured(call, X_rows, n, kind, n_workers, batch_size, report, record):
         loads.append(cpu / max(wall, 1e-9))
         position += size
         enough = wall >= CALIBRATE_SECONDS or position >= CALIBRATE_SHARE * n
-        if enough and len(timings) > 2:
+        if enough and len(timings) >= 2:
             break
         size *= 2
     if position >= n:
         record.path = "in-process"
         record.reasons.append("all rows done while measuring")
         return _joined(outputs, [])
-    if timings[0][1] is None:
-        timings = timings[1:]
+    record.inner_threads = inner
+    clock.lap("calibration")
     costs = _Costs(timings if len(timings) > 1 else timings * 2)
     record.serial_rows_per_second = 1.0 / max(costs.per_row, 1e-12)
     record.serial_cpu_load = round(loads[-1], 2)
@@ -369,43 +407,59 @@ def _run_measured(call, X_rows, n, kind, n_workers, batch_size, report, record):
             f"the other {rest} rows would take about {estimate:.3f} s serially: "
             "too little to share"
         )
+        budget.close()  # the calling thread alone: the model's own defaults
+        record.inner_threads = None
         cursor = RowCursor(position, n, n_workers=1, fixed_rows=chunk_rows)
         run_in_caller(call, X_rows, cursor, outputs, report, record)
         return _joined(outputs, [])
 
-    inner = inner_threads(n_workers)
     config = get_config()
     path = {"threads": "threads", "processes": "processes"}.get(kind)
     if path is not None:
         record.reasons.append(f"backend asked for: {path}")
     else:
         # The thread trial: two chunks at once, each under its share of cores.
-        # Large enough that a call's fixed cost does not drown the comparison.
+        # Long enough that starting a thread and setting its limits, and a
+        # call's fixed cost, do not drown the comparison.
         trial_rows = min(
-            chunk_rows,
             max(costs.rows_for(TRIAL_SECONDS), costs.rows_for(10 * costs.per_call)),
-            rest // 4,
+            rest // 5,
         )
-        if trial_rows >= 1 and rest - 2 * trial_rows >= PROBE_ROWS:
+        if trial_rows >= 1 and rest - 3 * trial_rows >= PROBE_ROWS:
+            # The same rows count alone, then two at once: timing both
+            # directly keeps a call's fixed cost and noise in the fitted
+            # costs out of the comparison.
+            alone, alone_cpu = _timed(
+                run_range, call, X_rows, position, position + trial_rows,
+                chunk_rows, outputs, report, record, "caller",
+            )  # fmt: skip
+            position += trial_rows
             claims = [
                 (position, position + trial_rows),
                 (position + trial_rows, position + 2 * trial_rows),
             ]
             wall, cpu = measure_threads(
-                call, X_rows, claims, outputs, report, record,
-                inner=inner_threads(2), config=config,
+                call, X_rows, claims, chunk_rows, outputs, report, record,
+                inner=inner, config=config,
             )  # fmt: skip
             position += 2 * trial_rows
             rest = n - position
             estimate = costs.seconds(rest)
-            speedup = 2 * costs.seconds(trial_rows) / max(wall, 1e-9)
+            speedup = 2 * alone / max(wall, 1e-9)
             pair_load = cpu / max(wall, 1e-9)
+            alone_load = alone_cpu / max(alone, 1e-9)
+            if alone_load >= 0.5:
+                # CPU-bound: two threads cannot run faster than the cores they
+                # kept busy; this bounds a speed-up inflated by a slow (noisy)
+                # single run.
+                speedup = min(speedup, pair_load / alone_load)
             record.thread_speedup = round(speedup, 2)
             path = _choose(record, speedup, pair_load, estimate, n_workers)
         else:
             record.reasons.append("too few rows to measure threads")
             path = "threads"
 
+    clock.lap("trial")
     if batch_size is not None:
         cursor = RowCursor(position, n, n_workers=n_workers, fixed_rows=batch_size)
         chunk_rows = batch_size
@@ -437,59 +491,74 @@ def _run_measured(call, X_rows, n, kind, n_workers, batch_size, report, record):
             call, X_rows, cursor, outputs, report, record, n_workers, inner, config
         )
     else:
-        record.path = "in-process"
+        budget.close()  # the calling thread alone: the model's own defaults
+        record.path, record.inner_threads = "in-process", None
         run_in_caller(call, X_rows, cursor, outputs, report, record)
-    return _joined(outputs, worker_warnings)
+    clock.lap("rest")
+    joined = _joined(outputs, worker_warnings)
+    clock.lap("join")
+    return joined
+
+
+class _PhaseClock:
+    """Records how long each phase of a call took, in ``record.phase_seconds``."""
+
+    def __init__(self, record):
+        self._record = record
+        self._last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self._record.phase_seconds[phase] = round(now - self._last, 4)
+        self._last = now
 
 
 def _choose(record, speedup, pair_load, estimate, n_workers):
     """The path for the rest of the rows, from the thread trial.
 
-    The CPU load of the two threads tells GIL-bound models (one core busy,
-    whatever the timings say) from the others; the speed-up then tells whether
-    threads pay.
+    Two threads that scale well: threads. Two threads that keep one core busy
+    between them and gain little take turns holding the GIL: worker processes,
+    if enough work is left to pay for them. A small gain otherwise (a
+    memory-bound model): still threads; none: the calling thread alone.
     """
     reasons = record.reasons
-    serial_load = record.serial_cpu_load
-    # One busy core for two threads: they take turns holding the GIL, whatever
-    # the timings say. Far below one core, the model mostly waits (on I/O, a
-    # service, a lock released while it waits): threads overlap the waits.
-    one_core = ONE_CORE_LOAD / 2 <= pair_load < ONE_CORE_LOAD
-    if speedup >= THREAD_GAIN and not one_core:
+    if speedup >= THREADS_SCALE:
         reasons.append(f"two threads ran {speedup:.2f}x as fast as one: threads")
         return "threads"
-    if serial_load >= ONE_CORE_LOAD:
-        reasons.append(
-            f"the model already keeps {serial_load:.1f} cores busy and two "
-            f"threads ran {speedup:.2f}x as fast as one: calling thread alone"
+    holds_gil = ONE_CORE_LOAD / 3 <= pair_load < ONE_CORE_LOAD and speedup < 1.3
+    if holds_gil:
+        running = workers_alive() >= n_workers - 1
+        needed = MIN_PROCESS_SECONDS + (0 if running else expected_start_seconds())
+        gil = (
+            f"the model holds the GIL (two threads kept {pair_load:.1f} cores "
+            f"busy and ran {speedup:.2f}x as fast as one)"
         )
-        return "in-process"
-    if pair_load >= ONE_CORE_LOAD:
-        reasons.append(
-            f"two threads kept {pair_load:.1f} cores busy but ran only "
-            f"{speedup:.2f}x as fast as one (memory-bound?): calling thread alone"
-        )
-        return "in-process"
-    running = workers_alive() >= n_workers - 1
-    needed = MIN_PROCESS_SECONDS + (0 if running else expected_start_seconds())
-    gil = f"the model holds the GIL (two threads kept {pair_load:.1f} cores busy)"
-    if estimate < needed:
+        if estimate >= needed:
+            reasons.append(
+                f"{gil} and about {estimate:.2f} s of work is left: worker processes"
+                + ("" if running else " (starting now; the calling thread works)")
+            )
+            return "processes"
         reasons.append(
             f"{gil}, but the {estimate:.2f} s of work left would be over before "
             f"worker processes help ({'running' if running else 'not started'}): "
             "calling thread alone"
         )
         return "in-process"
+    if speedup >= THREAD_GAIN:
+        reasons.append(f"two threads ran {speedup:.2f}x as fast as one: threads")
+        return "threads"
     reasons.append(
-        f"{gil} and about {estimate:.2f} s of work is left: worker processes"
-        + ("" if running else " (starting now; the calling thread works meanwhile)")
+        f"two threads kept {pair_load:.1f} cores busy but ran only {speedup:.2f}x "
+        "as fast as one (memory-bound?): calling thread alone"
     )
-    return "processes"
+    return "in-process"
 
 
 def _run_processes(
     call, X_rows, cursor, outputs, report, record, n_workers, inner, config
 ):
+    _try_first_nonfinite_row(call, X_rows, cursor.position)
     try:
         ref = publish_model(call.model)
     except Exception as exc:
@@ -544,8 +613,9 @@ def _run_joblib(call, X_rows, n, parallel, cross_process, batch_size, monitor, r
     label = call.label
     n_workers = parallel.n_jobs
     report = monitor.reporter
-    probe_stop, first = _probe(call, X_rows, n, n_workers, report, record)
+    probe_stop, first, _ = _probe(call, X_rows, n, n_workers, report, record)
     parts, n_rows = [first], [probe_stop]
+    _try_first_nonfinite_row(call, X_rows, probe_stop)
     if probe_stop == n:
         record.path = "in-process"
         return concat_parts(parts, n_rows)
@@ -609,12 +679,10 @@ def _run_tail(call, X_rows, probe_stop):
 
 
 def _check_row_wise(call, X_rows, tail, first, probe_stop, label):
-    """Compare the tail's output with the probe's; try the first non-finite row.
+    """Compare the tail's output with the probe's.
 
     Raises :class:`NotRowWiseError` if the tail's output differs from the same
-    rows' output within the probe, and whatever the estimator raises for a row
-    holding NaN or infinity (most estimators reject them), before anything is
-    dispatched. Extra calls run on copies of the rows.
+    rows' output within the probe. The tail ran on a copy of its rows.
     """
     start, tail_output = tail
     if not tail_agrees(tail_output, first, start, probe_stop):
@@ -623,6 +691,15 @@ def _check_row_wise(call, X_rows, tail, first, probe_stop, label):
             f"with it (rows {start}:{probe_stop} alone differ from the same rows "
             f"within rows 0:{probe_stop})"
         )
+
+
+def _try_first_nonfinite_row(call, X_rows, probe_stop):
+    """Call the method on the first row holding NaN or infinity, if any.
+
+    Most estimators reject such rows: they then raise now, before worker
+    processes start, rather than in a worker. (Threads and the calling thread
+    meet the row in its chunk, which fails the same way.) Runs on a copy.
+    """
     bad_row = first_nonfinite_row(X_rows)
     if bad_row is not None and bad_row >= probe_stop:
         call(copy_rows(X_rows, bad_row, bad_row + 1))

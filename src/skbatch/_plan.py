@@ -139,6 +139,10 @@ class CallReport:
         input's own file: no copy) or ``"pickled"`` (each row sent once).
     seconds : float
         Wall time of the call.
+    phase_seconds : dict
+        Wall time of each phase: ``"probe"``, ``"calibration"``, ``"trial"``
+        (the thread trial), ``"rest"`` (the other rows), ``"join"`` (joining
+        the outputs). Phases a call skipped are absent.
     """
 
     method: str
@@ -156,6 +160,7 @@ class CallReport:
     model_loads: int = 0
     rows_transfer: str | None = None
     seconds: float = 0.0
+    phase_seconds: dict = field(default_factory=dict)
 
     def add_rows(self, worker: str, n_rows: int) -> None:
         self.rows_by_worker[worker] = self.rows_by_worker.get(worker, 0) + n_rows

@@ -87,6 +87,12 @@ class RowCursor:
             self._closed = True
 
     @property
+    def position(self) -> int:
+        """The first row not handed out yet."""
+        with self._lock:
+            return self._next
+
+    @property
     def exhausted(self) -> bool:
         with self._lock:
             return self._closed or self._next >= self._stop
@@ -168,22 +174,28 @@ def run_in_threads(
         raise errors[0]
 
 
-def measure_threads(call, X, claims, outputs, report, record, *, inner, config):
-    """Run two chunks at once, the caller's and a worker thread's.
+def measure_threads(
+    call, X, claims, chunk_rows, outputs, report, record, *, inner, config
+):
+    """Run two row ranges at once, the caller's and a worker thread's, each in
+    chunks of at most ``chunk_rows``.
 
     Returns the wall time and the process CPU time they took together.
     """
     errors = []
     second = threading.Thread(
         target=_guarded,
-        args=(call, X, claims[1], outputs, report, record, inner, config, errors),
+        args=(call, X, claims[1], chunk_rows, outputs, report, record, inner, config,
+              errors),
         daemon=True,
-    )
+    )  # fmt: skip
     with limit_process_pools(inner):
         wall, cpu = time.perf_counter(), time.process_time()
         second.start()
         try:
-            compute_chunk(call, X, *claims[0], outputs, report, record, "caller")
+            run_range(
+                call, X, *claims[0], chunk_rows, outputs, report, record, "caller"
+            )
         finally:
             second.join()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -192,10 +204,18 @@ def measure_threads(call, X, claims, outputs, report, record, *, inner, config):
     return wall, cpu
 
 
-def _guarded(call, X, claim, outputs, report, record, inner, config, errors):
+def run_range(call, X, lo, hi, chunk_rows, outputs, report, record, worker):
+    """Rows ``[lo, hi)`` in chunks of at most ``chunk_rows``, in this thread."""
+    for start in range(lo, hi, chunk_rows):
+        stop = min(hi, start + chunk_rows)
+        compute_chunk(call, X, start, stop, outputs, report, record, worker)
+
+
+def _guarded(call, X, claim, chunk_rows, outputs, report, record, inner, config,
+             errors):  # fmt: skip
     try:
         with config_context(**config), limit_thread_openmp(inner):
-            compute_chunk(call, X, *claim, outputs, report, record, "thread-1")
+            run_range(call, X, *claim, chunk_rows, outputs, report, record, "thread-1")
     except BaseException as exc:
         errors.append(exc)
 
