@@ -130,7 +130,7 @@ def write_docs(payload, workloads, tools):
         "serial's.",
         "",
         *targets_table(results),
-        ".. include:: benchmark_notes.rst",
+        ".. include:: benchmark_notes.inc",
         "",
     ]
     for workload, (title, _) in workloads.items():

@@ -423,38 +423,28 @@ def _calibrate_and_run(
         # call's fixed cost, do not drown the comparison.
         trial_rows = min(
             max(costs.rows_for(TRIAL_SECONDS), costs.rows_for(10 * costs.per_call)),
-            rest // 5,
+            rest // 8,
         )
-        if trial_rows >= 1 and rest - 3 * trial_rows >= PROBE_ROWS:
-            # The same rows count alone, then two at once: timing both
-            # directly keeps a call's fixed cost and noise in the fitted
-            # costs out of the comparison.
-            alone, alone_cpu = _timed(
-                run_range, call, X_rows, position, position + trial_rows,
-                chunk_rows, outputs, report, record, "caller",
-            )  # fmt: skip
-            position += trial_rows
-            claims = [
-                (position, position + trial_rows),
-                (position + trial_rows, position + 2 * trial_rows),
-            ]
-            wall, cpu = measure_threads(
-                call, X_rows, claims, chunk_rows, outputs, report, record,
-                inner=inner, config=config,
-            )  # fmt: skip
-            position += 2 * trial_rows
-            rest = n - position
-            estimate = costs.seconds(rest)
-            speedup = 2 * alone / max(wall, 1e-9)
-            pair_load = cpu / max(wall, 1e-9)
-            alone_load = alone_cpu / max(alone, 1e-9)
-            if alone_load >= 0.5:
-                # CPU-bound: two threads cannot run faster than the cores they
-                # kept busy; this bounds a speed-up inflated by a slow (noisy)
-                # single run.
-                speedup = min(speedup, pair_load / alone_load)
-            record.thread_speedup = round(speedup, 2)
-            path = _choose(record, speedup, pair_load, estimate, n_workers)
+        if trial_rows >= 1 and rest - 6 * trial_rows >= PROBE_ROWS:
+            path = None
+            for attempt in range(2):
+                speedup, pair_load = _thread_trial(
+                    call, X_rows, position, trial_rows, chunk_rows, outputs,
+                    report, record, inner, config,
+                )  # fmt: skip
+                position += 3 * trial_rows
+                estimate = costs.seconds(n - position)
+                record.thread_speedup = round(speedup, 2)
+                if attempt:
+                    record.reasons.pop()  # the first trial's verdict
+                choice = _choose(record, speedup, pair_load, estimate, n_workers)
+                # Worker processes cost a model transfer and memory: a noisy
+                # trial must not send a model that releases the GIL (a large
+                # forest) there. They need two trials that agree.
+                if choice != "processes" or path == "processes":
+                    break
+                path = choice
+            path = choice
         else:
             record.reasons.append("too few rows to measure threads")
             path = "threads"
@@ -511,6 +501,38 @@ class _PhaseClock:
         now = time.perf_counter()
         self._record.phase_seconds[phase] = round(now - self._last, 4)
         self._last = now
+
+
+def _thread_trial(
+    call, X_rows, position, trial_rows, chunk_rows, outputs, report, record,
+    inner, config,
+):  # fmt: skip
+    """Time ``trial_rows`` rows alone, then twice as many on two threads.
+
+    Timing both directly keeps a call's fixed cost and the noise of fitted
+    costs out of the comparison. Returns ``(speedup, pair_load)``.
+    """
+    alone, alone_cpu = _timed(
+        run_range, call, X_rows, position, position + trial_rows,
+        chunk_rows, outputs, report, record, "caller",
+    )  # fmt: skip
+    position += trial_rows
+    claims = [
+        (position, position + trial_rows),
+        (position + trial_rows, position + 2 * trial_rows),
+    ]
+    wall, cpu = measure_threads(
+        call, X_rows, claims, chunk_rows, outputs, report, record,
+        inner=inner, config=config,
+    )  # fmt: skip
+    speedup = 2 * alone / max(wall, 1e-9)
+    pair_load = cpu / max(wall, 1e-9)
+    alone_load = alone_cpu / max(alone, 1e-9)
+    if alone_load >= 0.5:
+        # CPU-bound: two threads cannot run faster than the cores they kept
+        # busy; this bounds a speed-up inflated by a slow (noisy) single run.
+        speedup = min(speedup, pair_load / alone_load)
+    return speedup, pair_load
 
 
 def _choose(record, speedup, pair_load, estimate, n_workers):
