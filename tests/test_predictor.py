@@ -689,3 +689,18 @@ def test_warnings_from_a_script_defined_estimator_reach_the_caller(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("UserWarning: late rows seen") == 1
+
+
+def test_parameters_changed_after_a_call_are_validated_again(iris):
+    X, y = iris
+    batched = BatchedPredictor(LogisticRegression(max_iter=500), n_jobs=2).fit(X, y)
+    batched.predict(X[:10])
+    batched.set_params(n_jobs=True)  # equal to 1, but a bool
+    with pytest.raises(TypeError, match="n_jobs must be an int"):
+        batched.predict(X[:10])
+    batched.set_params(n_jobs=2, batch_size=0)
+    with pytest.raises(ValueError, match="batch_size must be a positive"):
+        batched.predict(X[:10])
+    batched.set_params(batch_size=None, backend="no-such-backend")
+    with pytest.raises(ValueError):
+        batched.predict(X[:10])

@@ -124,11 +124,12 @@ class CallReport:
     serial_rows_per_second : float or None
         Speed measured on the first rows in the calling thread.
     thread_speedup : float or None
-        Speed of two threads over one, measured on two chunks.
+        Speed of two threads over one, measured on the same number of rows
+        (bounded by the cores they kept busy).
     serial_cpu_load : float or None
-        CPU time over wall time while the calling thread ran alone: near 1 for
-        a model that holds one core, near the core count for one that already
-        uses them all.
+        CPU time over wall time while the calling thread ran alone, under the
+        workers' thread budget: near 1 for a CPU-bound model, near 0 for one
+        that mostly waits.
     model_pickles : int
         Times the model was serialized in this call (0 or 1).
     model_loads : int

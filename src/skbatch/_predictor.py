@@ -36,6 +36,7 @@ from sklearn.utils.metaestimators import available_if
 from skbatch import _engine
 from skbatch._base import SkbatchEstimator
 from skbatch._errors import SerialFallbackWarning
+from skbatch._indexing import num_rows
 from skbatch._plan import CallReport
 from skbatch._splittable import not_row_wise_reason, row_wise_score_metric
 
@@ -55,6 +56,12 @@ _ROUTED_METHODS = (
 #: The latest call's report of each meta-estimator. Kept outside the instance:
 #: predict must not change an estimator's ``__dict__`` (scikit-learn checks it).
 _LAST_CALLS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: The parameters each meta-estimator last passed validation with.
+_VALIDATED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _is_plain(value) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str, np.generic))
 
 
 def _is_fitted_frozen(estimator) -> bool:
@@ -218,6 +225,21 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
 
     # ------------------------------------------------------------ validation
     def _check_params(self):
+        # Validation costs tens of microseconds, as much as a small predict:
+        # skip it while the parameters are those last found valid.
+        snapshot = tuple(
+            (type(value), value if _is_plain(value) else id(value))
+            for value in (
+                self.estimator,
+                self.n_jobs,
+                self.batch_size,
+                self.backend,
+                self.progress,
+                self.verbose,
+            )
+        )
+        if _VALIDATED.get(self) == snapshot:
+            return
         self._validate_params()
         for name in ("n_jobs", "batch_size"):
             if isinstance(getattr(self, name), (bool, np.bool_)):
@@ -232,6 +254,7 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
         # Resolving the backend raises joblib's own error for an unknown backend
         # or n_jobs=0, now rather than at the first predict.
         _engine.resolve_n_workers(self.n_jobs, self.backend)
+        _VALIDATED[self] = snapshot
 
     def _fitted_estimator(self):
         if hasattr(self, "estimator_"):
@@ -292,7 +315,13 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
         label = f"{_display_name(estimator)}.{method}"
         record = CallReport(label, None)
         _LAST_CALLS[self] = record
-        reason = not_row_wise_reason(estimator, method)
+        n_rows = num_rows(X)
+        # An input the engine calls directly needs no row-wise check: one call
+        # on the whole input is the serial call.
+        direct = self._progress_mode() is None and (
+            not n_rows or n_rows < 2 * _engine.PROBE_ROWS
+        )
+        reason = None if direct else not_row_wise_reason(estimator, method)
         if reason is not None:
             record.path = "whole-input fallback"
             record.reasons.append(f"not row-wise: {reason}")
