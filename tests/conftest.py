@@ -66,6 +66,9 @@ class RecordingBar:
         self.postfix = text
         self.postfixes.append(text)
 
+    def set_description(self, desc=None, refresh=True):
+        self.desc = desc
+
     def close(self):
         self.closed = True
 

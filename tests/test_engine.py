@@ -2,6 +2,7 @@
 
 import os
 import threading
+import warnings
 
 import joblib
 import numpy as np
@@ -268,14 +269,28 @@ def test_explicit_backend_wins_over_context(iris):
     assert pids == {os.getpid()}
 
 
-def test_writing_transformer_gets_writeable_rows_in_workers():
-    # joblib memory-maps inputs over 1 MB read-only in worker processes; a
-    # transformer that writes into its input must still work as it does serially.
+@pytest.mark.parametrize("backend", [None, "threading", "loky", "multiprocessing"])
+def test_transformer_writing_into_its_input_gives_the_serial_result(backend):
+    # Rows reach the method read-only (views, memmaps): a transformer that
+    # writes into its input fails on them, and the whole input then goes
+    # through one plain call, which changes it once, as serially.
+    from skbatch import SerialFallbackWarning
+
     X = np.random.default_rng(0).normal(size=(200_000, 8))  # 3.2 MB per batch
     expected = InPlaceScaler().transform(X.copy())
-    batched = BatchedTransformer(InPlaceScaler(), n_jobs=2, batch_size=50_000)
-    out = batched.fit(X).transform(X.copy())
+    batched = BatchedTransformer(
+        InPlaceScaler(), n_jobs=2, batch_size=50_000, backend=backend
+    )
+    given = X.copy()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = batched.fit(X).transform(given)
     assert_array_equal(out, expected)
+    if batched.last_call_.path == "whole-input fallback":
+        assert_array_equal(given, expected)  # changed once, as serially
+        assert any(issubclass(w.category, SerialFallbackWarning) for w in caught)
+    else:  # joblib's workers write into copies of their own
+        assert_array_equal(given, X)
 
 
 def test_non_row_wise_method_falls_back_to_one_call(iris):

@@ -48,8 +48,11 @@ def test_worker_bars(iris, bars):
     overall, *workers = bars
     assert len(workers) == 2
     assert overall.n == len(X)
-    # Rows done by the calling process (the first rows) count only overall.
-    assert 0 < sum(w.n for w in workers) <= len(X)
+    # The calling thread is a worker too: every row is on a worker's bar,
+    # named as in last_call_.
+    by_worker = batched.last_call_.rows_by_worker
+    assert sum(w.n for w in workers) == len(X)
+    assert {w.desc.strip(): w.n for w in workers if w.n} == by_worker
     assert all(bar.closed for bar in bars)
 
 

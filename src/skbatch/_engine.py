@@ -552,8 +552,9 @@ def _choose(record, speedup, pair_load, estimate, n_workers):
         running = workers_alive() >= n_workers - 1
         needed = MIN_PROCESS_SECONDS + (0 if running else expected_start_seconds())
         gil = (
-            f"the model holds the GIL (two threads kept {pair_load:.1f} cores "
-            f"busy and ran {speedup:.2f}x as fast as one)"
+            f"two threads kept {pair_load:.1f} cores busy and ran {speedup:.2f}x "
+            "as fast as one: the model holds the GIL (or other programs keep the "
+            "cores busy)"
         )
         if estimate >= needed:
             reasons.append(

@@ -168,9 +168,10 @@ class ProgressMonitor:
             ]
             self._bars.extend(self._free_bars)
             self._free_bars.reverse()
+        self._caller_key = (os.getpid(), threading.get_ident())
         if not self.caller_works:
             # Rows done by the calling thread count only in the overall bar.
-            self._worker_bars[(os.getpid(), threading.get_ident())] = None
+            self._worker_bars[self._caller_key] = None
         self.reporter = ProgressReporter(self._queue, self._token)
         self._thread = threading.Thread(
             target=self._listen, name="skbatch-progress", daemon=True
@@ -210,9 +211,13 @@ class ProgressMonitor:
                 self._overall.set_postfix_str("", refresh=False)
                 self._waiting = False
             if key not in self._worker_bars:
-                self._worker_bars[key] = (
-                    self._free_bars.pop() if self._free_bars else None
-                )
+                bar = self._free_bars.pop() if self._free_bars else None
+                if bar is not None:
+                    # Named as in last_call_.rows_by_worker.
+                    name = key[1] if key[0] == "worker" else "caller"
+                    if key == self._caller_key or key[0] == "worker":
+                        bar.set_description(f"  {name}", refresh=False)
+                self._worker_bars[key] = bar
             bar = self._worker_bars[key]
             if bar is not None:
                 bar.update(n_rows)

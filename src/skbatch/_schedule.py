@@ -127,7 +127,8 @@ def compute_chunk(call, X, lo, hi, outputs, report, record, worker):
         raise
     outputs.add(lo, out, hi - lo)
     record.add_rows(worker, hi - lo)
-    report(hi - lo, worker=worker)
+    # The caller reports as itself, like its probe rows: one bar for it.
+    report(hi - lo, worker=None if worker == "caller" else worker)
 
 
 def run_in_caller(call, X, cursor, outputs, report, record):
