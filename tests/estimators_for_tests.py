@@ -245,3 +245,20 @@ class SlowLogisticRegression(LogisticRegression):
         for _ in range(len(X) * self.work):
             pass
         return super().predict_proba(X)
+
+
+def predict_in_worker_processes_then_exit(queue):
+    """Target of a multiprocessing child: uses skbatch's worker processes, then
+    returns (the child must then exit, not wait for idle workers)."""
+    from sklearn.frozen import FrozenEstimator
+
+    from skbatch import BatchedPredictor, _pool, _schedule
+
+    _schedule.CALLER_TAKES_ROWS = False
+    X = np.arange(1200.0).reshape(-1, 3)
+    model = SlowLogisticRegression().fit(X, (X[:, 0] > 600).astype(int))
+    batched = BatchedPredictor(
+        FrozenEstimator(model), backend="loky", n_jobs=2, batch_size=100
+    )
+    batched.predict_proba(X)
+    queue.put((batched.last_call_.path, _pool._store._folder))

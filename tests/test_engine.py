@@ -426,3 +426,48 @@ def test_small_input_is_exactly_one_call(iris, monkeypatch):
     batched = BatchedPredictor(FrozenEstimator(model), n_jobs=2, batch_size=10)
     batched.predict(X[:100])
     assert calls == [100]  # no probe, no row-wise check, no copy
+
+
+def test_any_other_joblib_backend_is_used_as_asked(iris):
+    from joblib.parallel import ThreadingBackend, register_parallel_backend
+
+    submitted = []
+
+    class SpyBackend(ThreadingBackend):
+        def submit(self, func, callback=None):
+            submitted.append(func)
+            return super().submit(func, callback)
+
+    register_parallel_backend("skbatch-test-spy", SpyBackend)
+    X, _ = iris
+    batched = BatchedPredictor(
+        WhereAmIClassifier(), n_jobs=2, batch_size=100, backend="skbatch-test-spy"
+    ).fit(X)
+    batched.predict(X)
+    assert submitted
+    assert batched.last_call_.path == "joblib"
+    assert "SpyBackend" in batched.last_call_.reasons[-1]
+    submitted.clear()
+    with joblib.parallel_config(backend="skbatch-test-spy"):
+        BatchedPredictor(WhereAmIClassifier(), n_jobs=2, batch_size=100).fit(X).predict(
+            X
+        )
+    assert submitted
+
+
+def test_a_multiprocessing_child_using_worker_processes_exits():
+    import multiprocessing
+
+    from estimators_for_tests import predict_in_worker_processes_then_exit
+
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=predict_in_worker_processes_then_exit, args=(queue,))
+    child.start()
+    path, folder = queue.get(timeout=120)
+    child.join(60)
+    if child.exitcode is None:
+        child.terminate()
+    assert path == "processes"
+    assert child.exitcode == 0  # not left waiting for its idle workers
+    assert not os.path.exists(folder)  # its model files are gone

@@ -204,14 +204,14 @@ def run(
         record = CallReport(label, n)
     record.n_rows, record.n_workers = n, n_workers
     try:
-        return _run(call, X, n, kind, n_workers, batch_size, progress, record)
+        return _run(call, X, n, kind, n_workers, backend, batch_size, progress, record)
     finally:
         record.seconds = time.perf_counter() - started
         if verbose:
             print(record.summary())
 
 
-def _run(call, X, n, kind, n_workers, batch_size, progress, record):
+def _run(call, X, n, kind, n_workers, backend, batch_size, progress, record):
     if not n:
         # None (not splittable) or 0 rows: the estimator decides, serially.
         record.reasons.append("input not split into rows: one plain call")
@@ -225,7 +225,8 @@ def _run(call, X, n, kind, n_workers, batch_size, progress, record):
     X_rows = make_sliceable(X)
     parallel, cross_process = None, False
     if kind == "joblib" and n_workers > 1:
-        parallel = Parallel(n_jobs=n_workers)
+        with _backend_context(backend):
+            parallel = Parallel(n_jobs=n_workers)
         cross_process = not _uses_threads(parallel)
     with ProgressMonitor(
         n,

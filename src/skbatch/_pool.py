@@ -66,7 +66,27 @@ def get_executor(n_processes: int) -> ProcessPoolExecutor:
                 context=get_context("loky"),
             )
             _executor_size = n_processes
+            _stop_at_exit(_shutdown_pool)
         return _executor
+
+
+def _shutdown_pool():
+    global _executor
+    executor, _executor = _executor, None
+    if executor is not None:
+        executor.shutdown(wait=False, kill_workers=True)
+
+
+def _stop_at_exit(callback):
+    """Run ``callback`` when this process exits, a multiprocessing child too.
+
+    Idle workers would otherwise keep the process from ending: a
+    multiprocessing child joins every process it started before it exits
+    (and does not run ``atexit`` handlers).
+    """
+    from multiprocessing import util
+
+    util.Finalize(None, callback, exitpriority=20)
 
 
 def _is_broken(executor) -> bool:
@@ -174,7 +194,9 @@ class _ModelStore:
             shm = "/dev/shm"
             parent = shm if os.access(shm, os.W_OK) else None
             self._folder = tempfile.mkdtemp(prefix="skbatch-models-", dir=parent)
-            atexit.register(_remove_folder, self._folder, os.getpid())
+            folder, owner = self._folder, os.getpid()
+            atexit.register(_remove_folder, folder, owner)
+            _stop_at_exit(lambda: _remove_folder(folder, owner))
         return self._folder
 
     def publish(self, model) -> ModelRef:
