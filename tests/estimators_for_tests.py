@@ -262,3 +262,21 @@ def predict_in_worker_processes_then_exit(queue):
     )
     batched.predict_proba(X)
     queue.put((batched.last_call_.path, _pool._store._folder))
+
+
+#: Read by ModuleStateRegressor at predict time; tests change it at run time,
+#: which worker processes (importing this module afresh) do not see.
+OFFSET = 0.0
+
+
+class ModuleStateRegressor(RegressorMixin, BaseEstimator):
+    """Predicts the first feature plus the module-level ``OFFSET``, slowly."""
+
+    def fit(self, X, y=None):
+        self.n_features_in_ = np.asarray(X).shape[1]
+        return self
+
+    def predict(self, X):
+        for _ in range(len(X) * 5_000):
+            pass
+        return np.asarray(X, dtype=float)[:, 0] + OFFSET

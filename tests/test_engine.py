@@ -29,6 +29,15 @@ def workers_take_every_row(monkeypatch):
 
 
 @pytest.fixture
+def outputs_differ_by_process(monkeypatch):
+    """For models that report their process id: worker processes' outputs
+    differ from the caller's by design, so are not compared."""
+    from skbatch import _schedule
+
+    monkeypatch.setattr(_schedule, "CHECK_WORKER_OUTPUTS", False)
+
+
+@pytest.fixture
 def counting_model(iris):
     X, y = iris
     model = PickleCountingClassifier(max_iter=500).fit(X, y)
@@ -129,7 +138,9 @@ def test_input_too_cheap_to_parallelise_stays_in_process(iris, monkeypatch):
     assert "too little to share" in batched.last_call_.reasons[-1]
 
 
-def test_gil_bound_predict_goes_to_worker_processes(iris, monkeypatch):
+def test_gil_bound_predict_goes_to_worker_processes(
+    iris, monkeypatch, outputs_differ_by_process
+):
     X, _ = iris
     # Pure-Python steps per row: two threads are no faster than one. Whether
     # the work left pays for worker processes depends on the clock; accept any.
@@ -173,7 +184,9 @@ def test_explicit_batch_size_sets_the_chunks(iris):
 
 
 @pytest.mark.parametrize("backend", ["threading", "loky"])
-def test_workers_never_oversubscribe_the_cores(iris, backend, workers_take_every_row):
+def test_workers_never_oversubscribe_the_cores(
+    iris, backend, workers_take_every_row, outputs_differ_by_process
+):
     from estimators_for_tests import ThreadBudgetClassifier
 
     from skbatch._threadlimits import available_cores, native_threads_now
@@ -471,3 +484,90 @@ def test_a_multiprocessing_child_using_worker_processes_exits():
     assert path == "processes"
     assert child.exitcode == 0  # not left waiting for its idle workers
     assert not os.path.exists(folder)  # its model files are gone
+
+
+def test_worker_processes_that_disagree_with_the_caller_are_not_trusted(
+    monkeypatch, workers_take_every_row
+):
+    import estimators_for_tests
+
+    monkeypatch.setattr(estimators_for_tests, "OFFSET", 1000.0)
+    X = np.arange(2400.0).reshape(-1, 4)
+    model = estimators_for_tests.ModuleStateRegressor().fit(X)
+    batched = BatchedPredictor(
+        FrozenEstimator(model), n_jobs=2, batch_size=50, backend="loky"
+    )
+    got = batched.predict(X)
+    assert_array_equal(got, X[:, 0] + 1000.0)
+    report = batched.last_call_
+    assert not any(k.startswith("process-") for k in report.rows_by_worker)
+    assert "computed other outputs" in " ".join(report.reasons)
+
+
+def test_memmap_replaced_on_disk_is_not_read_by_workers(
+    iris, tmp_path, workers_take_every_row
+):
+    from estimators_for_tests import RowSourceRegressor
+
+    X, _ = iris
+    path = tmp_path / "rows.dat"
+    np.memmap(path, dtype=X.dtype, mode="w+", shape=X.shape)[:] = X
+    rows = np.memmap(path, dtype=X.dtype, mode="r", shape=X.shape)
+    fresh = tmp_path / "fresh.dat"
+    np.memmap(fresh, dtype=X.dtype, mode="w+", shape=X.shape)[:] = -X
+    os.replace(fresh, path)  # the caller's mapping still holds X
+    batched = BatchedPredictor(
+        RowSourceRegressor(mapped_file=str(path)),
+        n_jobs=2,
+        batch_size=50,
+        backend="loky",
+    ).fit(X)
+    batched.predict(rows)
+    assert batched.last_call_.rows_transfer == "pickled"
+
+
+def test_concurrent_calls_restore_the_native_thread_settings(iris):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sklearn.linear_model import LogisticRegression
+
+    from skbatch._threadlimits import native_threads_now
+
+    X, y = iris
+    X = np.tile(X, (20, 1))
+    y = np.tile(y, 20)
+    before = native_threads_now()
+    batched = BatchedPredictor(
+        FrozenEstimator(LogisticRegression(max_iter=500).fit(X, y)),
+        n_jobs=2,
+        batch_size=500,
+        backend="threading",
+    )
+    with ThreadPoolExecutor(3) as pool:
+        for _ in range(3):
+            list(pool.map(lambda _: batched.predict_proba(X), range(6)))
+    assert native_threads_now() == before
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        ({"n_jobs": "2"}, TypeError),
+        ({"n_jobs": True}, TypeError),
+        ({"n_jobs": 0}, ValueError),
+        ({"timeout": 0}, ValueError),
+        ({"timeout": "10"}, ValueError),
+    ],
+)
+def test_start_workers_rejects_bad_arguments(kwargs, error):
+    import skbatch
+
+    with pytest.raises(error):
+        skbatch.start_workers(**kwargs)
+
+
+def test_start_workers_accepts_what_n_jobs_accepts():
+    import skbatch
+
+    assert skbatch.start_workers(None) >= 0
+    assert skbatch.start_workers(np.int64(2)) == 1

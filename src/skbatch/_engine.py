@@ -597,24 +597,32 @@ def _run_processes(
     record.path, record.inner_threads = "processes", inner
     memmap = MemmapRows.describe(X_rows)
     record.rows_transfer = "memmap" if memmap is not None else "pickled"
+    probe_stop = min(PROBE_ROWS, cursor.position)
+    probe = (copy_rows(X_rows, 0, probe_stop), outputs.get(0))
     cold = workers_alive() < n_workers - 1
     try:
         run = ProcessRun(
             call, X_rows, cursor, outputs, report, record,
             executor=get_executor(n_workers - 1), n_processes=n_workers - 1,
             inner=inner, ref=ref, memmap=memmap, config=config,
-            filters=pack_filters(),
+            filters=pack_filters(), probe=probe,
         ).run()  # fmt: skip
     finally:
         release_model(ref)
     if cold and run.first_ready is not None:
         note_start_seconds(run.first_ready)
+    seen = set()
     for lo, _, exc in run.failed:
-        where = "starting" if lo is None else f"rows {lo}:"
-        record.reasons.append(
-            f"a worker process failed ({where}: {type(exc).__name__}: {exc}); "
+        where = "while starting" if lo is None else "on its rows"
+        reason = (
+            f"a worker process failed {where} ({type(exc).__name__}: {exc}); "
             "the calling thread did its rows"
         )
+        if reason not in seen:
+            seen.add(reason)
+            record.reasons.append(reason)
+    if run.failed and not any(k.startswith("process-") for k in record.rows_by_worker):
+        record.path = "in-process"  # the workers failed: the caller did it all
     return run.warnings
 
 

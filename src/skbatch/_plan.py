@@ -164,7 +164,7 @@ class CallReport:
     phase_seconds: dict = field(default_factory=dict)
 
     def add_rows(self, worker: str, n_rows: int) -> None:
-        self.rows_by_worker[worker] = self.rows_by_worker.get(worker, 0) + n_rows
+        self.rows_by_worker[worker] = self.rows_by_worker.get(worker, 0) + int(n_rows)
 
     def summary(self) -> str:
         """One line: the path, the workers and the reasons."""

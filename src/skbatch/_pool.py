@@ -25,6 +25,7 @@ import shutil
 import tempfile
 import threading
 import time
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 from joblib.externals.loky import ProcessPoolExecutor
@@ -127,10 +128,10 @@ def start_workers(n_jobs: int = -1, *, timeout: float = 120.0) -> int:
 
     Parameters
     ----------
-    n_jobs : int, default=-1
+    n_jobs : int or None, default=-1
         Workers a later call will use, counted like ``BatchedPredictor``'s
         ``n_jobs``: the calling thread is one of them, so ``n_jobs - 1``
-        processes start (``-1``: one per core).
+        processes start (``-1`` or None: one per core).
     timeout : float, default=120.0
         Seconds to wait for the workers to be ready.
 
@@ -145,22 +146,36 @@ def start_workers(n_jobs: int = -1, *, timeout: float = 120.0) -> int:
     >>> skbatch.start_workers(n_jobs=2)
     1
     """
-    from joblib import effective_n_jobs
+    from numbers import Integral, Real
 
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
-        raise ValueError(
-            f"n_jobs must be a non-zero int (-1 for one worker per core), got "
-            f"{n_jobs!r}."
+    from skbatch._plan import resolve_workers
+
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (Integral, type(None))):
+        raise TypeError(
+            f"n_jobs must be an int or None (-1 or None: one worker per core), "
+            f"got {n_jobs!r}."
         )
-    n_processes = max(0, effective_n_jobs(n_jobs) - 1)
+    if isinstance(timeout, bool) or not isinstance(timeout, Real) or timeout <= 0:
+        raise ValueError(
+            f"timeout must be a positive number of seconds, got {timeout!r}."
+        )
+    _, n_workers = resolve_workers(n_jobs, None)  # joblib's error for n_jobs=0
+    n_processes = max(0, n_workers - 1)
     if n_processes == 0:
         return 0
     executor = get_executor(n_processes)
     started = time.perf_counter()
     cold = workers_alive() < n_processes
     futures = [executor.submit(worker_ready, None, 0) for _ in range(n_processes)]
+    deadline = time.monotonic() + timeout
     for future in futures:
-        future.result(timeout=timeout)
+        try:
+            future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except FutureTimeout:
+            raise TimeoutError(
+                f"{n_processes} worker processes were not ready after {timeout} s; "
+                "they go on starting in the background."
+            ) from None
     if cold:
         note_start_seconds(time.perf_counter() - started)
     return workers_alive()

@@ -18,11 +18,12 @@ import math
 import queue
 import threading
 import time
+import uuid
 
 from sklearn import config_context
 
-from skbatch._concat import check_rows
-from skbatch._indexing import protected_rows, take_rows
+from skbatch._concat import check_rows, tail_agrees
+from skbatch._indexing import num_rows, protected_rows, take_rows
 from skbatch._threadlimits import limit_process_pools, limit_thread_openmp
 from skbatch._worker import add_note, run_process_chunk, worker_ready
 
@@ -31,6 +32,10 @@ TASKS_PER_PROCESS = 2
 #: Whether the calling thread takes rows while worker processes run. Always on
 #: in use; tests turn it off to make worker processes take every row.
 CALLER_TAKES_ROWS = True
+#: Whether each worker process's output on the probe rows is compared with the
+#: caller's. Always on in use; tests of models that report their process id
+#: (which differs by design) turn it off.
+CHECK_WORKER_OUTPUTS = True
 
 
 class RowCursor:
@@ -109,6 +114,11 @@ class Outputs:
         with self._lock:
             self._parts[start] = (output, n_rows)
 
+    def get(self, start):
+        """The output of the chunk starting at ``start``."""
+        with self._lock:
+            return self._parts[start][0]
+
     def in_order(self):
         with self._lock:
             starts = sorted(self._parts)
@@ -160,16 +170,19 @@ def run_in_threads(
         threading.Thread(target=work, args=(f"thread-{i}",), daemon=True)
         for i in range(1, n_threads)
     ]
+    started = []
     with limit_process_pools(inner):
-        for thread in threads:
-            thread.start()
         try:
+            # Started inside the try: Ctrl-C may land in Thread.start().
+            for thread in threads:
+                thread.start()
+                started.append(thread)
             run_in_caller(call, X, cursor, outputs, report, record)
         except BaseException:
             cursor.close()
             raise
         finally:
-            for thread in threads:
+            for thread in started:
                 thread.join()
     if errors:
         raise errors[0]
@@ -192,13 +205,14 @@ def measure_threads(
     )  # fmt: skip
     with limit_process_pools(inner):
         wall, cpu = time.perf_counter(), time.process_time()
-        second.start()
         try:
+            second.start()
             run_range(
                 call, X, *claims[0], chunk_rows, outputs, report, record, "caller"
             )
         finally:
-            second.join()
+            if second.ident is not None:
+                second.join()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     if errors:
         raise errors[0]
@@ -233,12 +247,18 @@ class ProcessRun:
 
     def __init__(
         self, call, X, cursor, outputs, report, record, *,
-        executor, n_processes, inner, ref, memmap, config, filters,
+        executor, n_processes, inner, ref, memmap, config, filters, probe,
     ):  # fmt: skip
         self.call, self.X, self.cursor, self.outputs = call, X, cursor, outputs
         self.report, self.record = report, record
         self.executor, self.n_processes, self.inner = executor, n_processes, inner
         self.ref, self.memmap, self.config, self.filters = ref, memmap, config, filters
+        # (probe rows, their output in the caller): each worker process runs
+        # them once per call, and must agree.
+        self.probe_rows, self.probe_output = probe
+        self.probe_stop = num_rows(self.probe_rows)
+        self.token = uuid.uuid4().hex
+        self.trusted, self.distrusted = set(), set()
         self.warnings = []
         self.failed = []  # (lo, hi, exception) a worker process raised
         self.fatal = None  # a dead worker: the pool is broken
@@ -279,6 +299,7 @@ class ProcessRun:
                 self.config,
                 self.filters,
                 self.inner,
+                (self.token, self.probe_rows),
             )
         except BaseException as exc:  # the pool broke: the caller does the rows
             self._stop_feeding = True
@@ -330,15 +351,38 @@ class ProcessRun:
                     if self.first_ready is None:
                         self.first_ready = time.perf_counter() - started
                 else:
-                    pid, loaded, out, caught = result
-                    self.outputs.add(lo, out, hi - lo)
-                    self.record.add_rows(f"process-{pid}", hi - lo)
-                    self.report(hi - lo, worker=f"process-{pid}")
-                    self.warnings += caught
+                    pid, loaded, out, caught, probe_out = result
+                    if probe_out is not None and CHECK_WORKER_OUTPUTS:
+                        self._check_worker(pid, probe_out)
+                    if pid in self.distrusted:
+                        self.failed.append((lo, hi, self.distrust_reason))
+                        self._stop_feeding = True
+                    else:
+                        self.outputs.add(lo, out, hi - lo)
+                        self.record.add_rows(f"process-{pid}", hi - lo)
+                        self.report(hi - lo, worker=f"process-{pid}")
+                        self.warnings += caught
                 self.record.model_loads += int(loaded)
                 self._feed()
             if lo is not None:
                 self._chunk_settled()
+
+    def _check_worker(self, pid, probe_out):
+        """Trust a worker process whose probe output matches the caller's."""
+        try:
+            agrees = tail_agrees(probe_out, self.probe_output, 0, self.probe_stop)
+        except Exception:
+            agrees = False
+        if agrees:
+            self.trusted.add(pid)
+        else:
+            self.distrusted.add(pid)
+            self.distrust_reason = RuntimeError(
+                f"worker process {pid} computed other outputs than the calling "
+                "thread for the same rows (a model reading module-level state "
+                "set at run time sees it afresh in a new process); its rows "
+                "were redone in the calling thread"
+            )
 
     # -- caller side
     def run(self):
@@ -347,8 +391,8 @@ class ProcessRun:
             target=self._dispatch, args=(started,), name="skbatch-dispatch",
             daemon=True,
         )  # fmt: skip
-        dispatcher.start()
         try:
+            dispatcher.start()
             try:
                 for _ in range(self.n_processes * TASKS_PER_PROCESS):
                     self._submit_hello()
@@ -376,7 +420,8 @@ class ProcessRun:
             raise
         finally:
             self._completions.put(None)
-            dispatcher.join()
+            if dispatcher.ident is not None:
+                dispatcher.join()
         if self.fatal is not None:
             raise self.fatal
         for lo, hi, _ in self.failed:

@@ -11,6 +11,7 @@ Two facts about the native libraries shape the code:
 - OpenBLAS and MKL keep one process-wide setting, so the calling thread sets it
   once for a whole call (:func:`limit_process_pools`), not each worker thread:
   a thread restoring it on exit would lift the limit under its neighbours.
+  Concurrent calls share it, and the last one restores it.
 - OpenMP keeps its setting per thread (``omp_set_num_threads`` changes only the
   calling thread), so each worker thread sets its own
   (:func:`limit_thread_openmp`); setting it in the caller would not reach them.
@@ -53,15 +54,44 @@ def _current_controller() -> ThreadpoolController:
         return _controller
 
 
-def limit_process_pools(n_threads: int | None):
-    """Limit every native pool of this process to ``n_threads`` (None: no limit).
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limiter = None
+_blas_limit = None
 
-    For the calling thread (its OpenMP setting included) and, for the
-    process-wide BLAS settings, every other thread of the process.
+
+@contextlib.contextmanager
+def limit_process_pools(n_threads: int | None):
+    """Limit every native pool to ``n_threads`` (None: no limit) for the
+    calling thread and, for the process-wide BLAS settings, the process.
+
+    Concurrent calls from several threads share one process-wide BLAS limit
+    (the lowest asked for); the last one to finish restores the settings
+    found by the first, so limits never outlive the calls, whatever order
+    they end in.
     """
+    global _blas_users, _blas_limiter, _blas_limit
     if n_threads is None:
-        return contextlib.nullcontext()
-    return _current_controller().limit(limits=n_threads)
+        yield
+        return
+    controller = _current_controller()
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_limiter = controller.limit(limits=n_threads, user_api="blas")
+            _blas_limit = n_threads
+        elif n_threads < _blas_limit:
+            controller.limit(limits=n_threads, user_api="blas")
+            _blas_limit = n_threads
+        _blas_users += 1
+    try:
+        with limit_thread_openmp(n_threads):
+            yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = _blas_limit = None
 
 
 def limit_thread_openmp(n_threads: int | None):

@@ -136,6 +136,32 @@ def worker_ready(ref, inner_threads):
     return os.getpid(), loaded
 
 
+def _maps_the_file(owner) -> bool:
+    """Whether ``owner``'s memory is mapped from the file now at its name.
+
+    A file replaced after it was mapped (saved anew, ``os.replace``) leaves the
+    caller with the old data and workers opening the name with the new: only
+    when the mapping's inode is the name's may workers map it. Read from
+    ``/proc/self/maps``; where that does not exist, never.
+    """
+    try:
+        stat = os.stat(owner.filename)
+        address = owner.__array_interface__["data"][0]
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                span, _, _, device, inode = line.split(None, 5)[:5]
+                lo, hi = (int(part, 16) for part in span.split("-"))
+                if lo <= address < hi:
+                    major, minor = (int(part, 16) for part in device.split(":"))
+                    return (
+                        int(inode) == stat.st_ino
+                        and os.makedev(major, minor) == stat.st_dev
+                    )
+    except (OSError, ValueError):
+        pass
+    return False
+
+
 class MemmapRows:
     """Rows ``[start, stop)`` of an array backed by a file, by reference.
 
@@ -176,6 +202,8 @@ class MemmapRows:
             or owner.mode == "c"  # copy-on-write: memory may differ from file
         ):
             return None
+        if not _maps_the_file(owner):
+            return None
         shift = X.__array_interface__["data"][0] - owner.__array_interface__["data"][0]
         order = "C" if X.flags.c_contiguous else "F"
         return cls(
@@ -207,13 +235,22 @@ class MemmapRows:
         return whole[self.start : self.stop]
 
 
-def run_process_chunk(ref, call_spec, rows, start, stop, config, filters_blob, inner):
+_CHECKED_CALL: list = [None]  # the call whose probe rows this worker ran
+
+
+def run_process_chunk(
+    ref, call_spec, rows, start, stop, config, filters_blob, inner, check
+):
     """Worker-process entry point for rows ``[start, stop)`` of the user's input.
 
     ``call_spec`` is ``(method, params, label)``; ``rows`` the rows themselves
     or a :class:`MemmapRows`. Runs under the caller's scikit-learn config and
     warning filters, with native thread pools limited to ``inner`` threads.
-    Returns ``(pid, loaded, output, warnings)``.
+    ``check`` is ``(call token, probe rows)``: the first task of a call in this
+    worker also runs the probe rows, whose output the caller compares with its
+    own (a model reading module state set at run time, which a worker process
+    imports afresh, gives different outputs). Returns ``(pid, loaded, output,
+    warnings, probe output or None)``.
     """
     from skbatch._threadlimits import limit_process_pools
 
@@ -229,10 +266,15 @@ def run_process_chunk(ref, call_spec, rows, start, stop, config, filters_blob, i
             _apply_filters(filters_blob)
             out = getattr(model, method)(X, **params)
             check_rows(out, stop - start, label)
+            probe_out = None
+            if _CHECKED_CALL[0] != check[0]:
+                probe_out = getattr(model, method)(check[1], **params)
+                _CHECKED_CALL[0] = check[0]
     except Exception as exc:
         add_note(exc, f"(skbatch: raised by {label} on rows {start}:{stop})")
         raise _travelling(exc) from None
-    return os.getpid(), loaded, out, [portable_warning(w) for w in caught]
+    warned = [portable_warning(w) for w in caught]
+    return os.getpid(), loaded, out, warned, probe_out
 
 
 # --------------------------------------------------------------- the row loop
