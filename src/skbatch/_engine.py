@@ -129,6 +129,13 @@ THREADS_SCALE = 1.5
 THREAD_GAIN = 1.1
 #: A CPU load (CPU time over wall time) below this means one busy core.
 ONE_CORE_LOAD = 1.5
+#: Two threads that hold the GIL in turn keep one core busy: a load above this
+#: (a forest whose threads queue for the GIL between trees reaches 1.4) is not
+#: a pure-Python model, and worker processes would cost more than they give.
+GIL_LOAD = 1.2
+#: The machine must leave at least this many cores idle during the thread
+#: trial for a one-core result to mean "GIL-bound" rather than "cores taken".
+IDLE_CORE = 0.5
 #: Worker processes must have at least this much serial work left when they are
 #: already running; when they must start first, the start time on top.
 MIN_PROCESS_SECONDS = 0.3
@@ -419,9 +426,9 @@ def _calibrate_and_run(
     if path is not None:
         record.reasons.append(f"backend asked for: {path}")
     else:
-        # The thread trial: two chunks at once, each under its share of cores.
-        # Long enough that starting a thread and setting its limits, and a
-        # call's fixed cost, do not drown the comparison.
+        # The thread trial (see _thread_trial), on enough rows that starting
+        # a thread and setting its limits, and a call's fixed cost, do not
+        # drown the comparison.
         trial_rows = min(
             max(costs.rows_for(TRIAL_SECONDS), costs.rows_for(10 * costs.per_call)),
             rest // 8,
@@ -429,7 +436,7 @@ def _calibrate_and_run(
         if trial_rows >= 1 and rest - 6 * trial_rows >= PROBE_ROWS:
             path = None
             for attempt in range(2):
-                speedup, pair_load = _thread_trial(
+                speedup, pair_load, idle_cores = _thread_trial(
                     call, X_rows, position, trial_rows, chunk_rows, outputs,
                     report, record, inner, config,
                 )  # fmt: skip
@@ -438,7 +445,9 @@ def _calibrate_and_run(
                 record.thread_speedup = round(speedup, 2)
                 if attempt:
                     record.reasons.pop()  # the first trial's verdict
-                choice = _choose(record, speedup, pair_load, estimate, n_workers)
+                choice = _choose(
+                    record, speedup, pair_load, idle_cores, estimate, n_workers
+                )
                 # Worker processes cost a model transfer and memory: a noisy
                 # trial must not send a model that releases the GIL (a large
                 # forest) there. They need two trials that agree.
@@ -522,21 +531,25 @@ def _thread_trial(
         (position, position + trial_rows),
         (position + trial_rows, position + 2 * trial_rows),
     ]
-    wall, cpu = measure_threads(
+    wall, cpu, idle = measure_threads(
         call, X_rows, claims, chunk_rows, outputs, report, record,
         inner=inner, config=config,
     )  # fmt: skip
     speedup = 2 * alone / max(wall, 1e-9)
     pair_load = cpu / max(wall, 1e-9)
+    # Cores the machine left idle meanwhile: two threads that keep one core
+    # busy while another sits idle take turns holding the GIL; with no core
+    # idle, other programs hold them, and worker processes would not help.
+    idle_cores = None if idle is None else idle / max(wall, 1e-9)
     alone_load = alone_cpu / max(alone, 1e-9)
     if alone_load >= 0.5:
         # CPU-bound: two threads cannot run faster than the cores they kept
         # busy; this bounds a speed-up inflated by a slow (noisy) single run.
         speedup = min(speedup, pair_load / alone_load)
-    return speedup, pair_load
+    return speedup, pair_load, idle_cores
 
 
-def _choose(record, speedup, pair_load, estimate, n_workers):
+def _choose(record, speedup, pair_load, idle_cores, estimate, n_workers):
     """The path for the rest of the rows, from the thread trial.
 
     Two threads that scale well: threads. Two threads that keep one core busy
@@ -548,14 +561,20 @@ def _choose(record, speedup, pair_load, estimate, n_workers):
     if speedup >= THREADS_SCALE:
         reasons.append(f"two threads ran {speedup:.2f}x as fast as one: threads")
         return "threads"
-    holds_gil = ONE_CORE_LOAD / 3 <= pair_load < ONE_CORE_LOAD and speedup < 1.3
+    holds_gil = ONE_CORE_LOAD / 3 <= pair_load < GIL_LOAD and speedup < 1.3
+    if holds_gil and idle_cores is not None and idle_cores < IDLE_CORE:
+        reasons.append(
+            f"two threads kept {pair_load:.1f} cores busy and ran {speedup:.2f}x "
+            f"as fast as one, but other programs kept the other cores busy "
+            f"({idle_cores:.1f} idle): calling thread alone"
+        )
+        return "in-process"
     if holds_gil:
         running = workers_alive() >= n_workers - 1
         needed = MIN_PROCESS_SECONDS + (0 if running else expected_start_seconds())
         gil = (
             f"two threads kept {pair_load:.1f} cores busy and ran {speedup:.2f}x "
-            "as fast as one: the model holds the GIL (or other programs keep the "
-            "cores busy)"
+            "as fast as one while a core sat idle: the model holds the GIL"
         )
         if estimate >= needed:
             reasons.append(

@@ -24,7 +24,11 @@ from sklearn import config_context
 
 from skbatch._concat import check_rows, tail_agrees
 from skbatch._indexing import num_rows, protected_rows, take_rows
-from skbatch._threadlimits import limit_process_pools, limit_thread_openmp
+from skbatch._threadlimits import (
+    idle_cpu_seconds,
+    limit_process_pools,
+    limit_thread_openmp,
+)
 from skbatch._worker import add_note, run_process_chunk, worker_ready
 
 #: Tasks kept queued per worker process, so it never waits for the dispatcher.
@@ -194,7 +198,8 @@ def measure_threads(
     """Run two row ranges at once, the caller's and a worker thread's, each in
     chunks of at most ``chunk_rows``.
 
-    Returns the wall time and the process CPU time they took together.
+    Returns the wall time, the process CPU time they took together, and the
+    CPU time the machine left idle meanwhile (None where unknown).
     """
     errors = []
     second = threading.Thread(
@@ -204,6 +209,7 @@ def measure_threads(
         daemon=True,
     )  # fmt: skip
     with limit_process_pools(inner):
+        idle = idle_cpu_seconds()
         wall, cpu = time.perf_counter(), time.process_time()
         try:
             second.start()
@@ -214,9 +220,11 @@ def measure_threads(
             if second.ident is not None:
                 second.join()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        idle_now = idle_cpu_seconds()
     if errors:
         raise errors[0]
-    return wall, cpu
+    idle = None if idle is None or idle_now is None else idle_now - idle
+    return wall, cpu, idle
 
 
 def run_range(call, X, lo, hi, chunk_rows, outputs, report, record, worker):

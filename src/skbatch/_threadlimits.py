@@ -20,6 +20,7 @@ Two facts about the native libraries shape the code:
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 
 from joblib import cpu_count
@@ -33,6 +34,18 @@ _controller_lock = threading.Lock()
 def available_cores() -> int:
     """CPUs this process may use (affinity and cgroup quotas included)."""
     return max(1, cpu_count())
+
+
+def idle_cpu_seconds() -> float | None:
+    """CPU time the whole machine has spent idle since boot, or None where
+    the system does not say (``/proc/stat`` is Linux's)."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+        # "cpu user nice system idle iowait ...", in clock ticks.
+        return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def inner_threads(n_workers: int) -> int:
