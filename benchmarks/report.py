@@ -22,6 +22,8 @@ PEERS = ["joblib-loky", "joblib-threading", "tqdm_batch", "dask-ml", "mpire"]
 def _ratio(serial, r, key):
     if not r or key not in r or key not in serial:
         return math.nan
+    if key == "warm" and "paired_x" in r:
+        return r["paired_x"]  # measured against serial back to back
     return serial[key] / r[key]
 
 
@@ -125,7 +127,10 @@ def write_docs(payload, workloads, tools):
         f"{info['scikit-learn']}, joblib {info['joblib']}.",
         "",
         "*first*: the first call in a fresh process (worker start-up included); "
-        "*warm*: later calls; *x*: serial time divided by the tool's; "
+        "*warm*: later calls; *x (warm)*: serial time divided by the tool's, "
+        "median over pairs of calls run back to back in the tool's process "
+        "(the speed this shared machine gives changes from minute to minute); "
+        "*x (first)*: serial's first call divided by the tool's; "
         "*MB*: peak resident memory of all processes; *same*: output equal to "
         "serial's.",
         "",

@@ -88,6 +88,19 @@ def child(workload, tool, scale, repeats, reference):
             start = time.perf_counter()
             run(model, X, method)
             warm.append(time.perf_counter() - start)
+    # The speed-up is measured in pairs, serial then the tool, back to back:
+    # on a shared machine the speed available changes from minute to minute,
+    # and a ratio of times taken minutes apart would measure that change.
+    ratios = []
+    if tool != "serial":
+        serial = TOOLS["serial"]
+        for _ in range(runs):
+            start = time.perf_counter()
+            serial(model, X, method)
+            serial_seconds = time.perf_counter() - start
+            start = time.perf_counter()
+            run(model, X, method)
+            ratios.append(serial_seconds / (time.perf_counter() - start))
     if reference is None:
         same = True
     else:
@@ -105,6 +118,7 @@ def child(workload, tool, scale, repeats, reference):
         "first": first,
         "warm": statistics.median(warm),
         "peak_mb": memory.peak / 2**20,
+        "paired_x": statistics.median(ratios) if ratios else 1.0,
         "same": same,
         "paths": sorted(set(tools.SKBATCH_PATHS[1:])),
         "first_path": tools.SKBATCH_PATHS[0] if tools.SKBATCH_PATHS else None,

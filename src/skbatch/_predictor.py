@@ -56,8 +56,8 @@ _ROUTED_METHODS = (
 #: The latest call's report of each meta-estimator. Kept outside the instance:
 #: predict must not change an estimator's ``__dict__`` (scikit-learn checks it).
 _LAST_CALLS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-#: The parameters each meta-estimator last passed validation with.
-_VALIDATED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: Parameter combinations that passed validation (with the estimator's type).
+_VALIDATED: set = set()
 
 
 def _is_plain(value) -> bool:
@@ -225,20 +225,24 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
 
     # ------------------------------------------------------------ validation
     def _check_params(self):
-        # Validation costs tens of microseconds, as much as a small predict:
-        # skip it while the parameters are those last found valid.
-        snapshot = tuple(
-            (type(value), value if _is_plain(value) else id(value))
-            for value in (
-                self.estimator,
-                self.n_jobs,
-                self.batch_size,
-                self.backend,
-                self.progress,
-                self.verbose,
-            )
+        # Validation costs a tenth of a millisecond, as much as a small
+        # predict: skip it for parameters already found valid. Only the
+        # estimator's type matters to its constraint (it must have ``fit``).
+        snapshot = (
+            type(self),
+            *tuple(
+                (type(value), value if _is_plain(value) else None)
+                for value in (
+                    self.estimator,
+                    self.n_jobs,
+                    self.batch_size,
+                    self.backend,
+                    self.progress,
+                    self.verbose,
+                )
+            ),
         )
-        if _VALIDATED.get(self) == snapshot:
+        if snapshot in _VALIDATED:
             return
         self._validate_params()
         for name in ("n_jobs", "batch_size"):
@@ -254,7 +258,9 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
         # Resolving the backend raises joblib's own error for an unknown backend
         # or n_jobs=0, now rather than at the first predict.
         _engine.resolve_n_workers(self.n_jobs, self.backend)
-        _VALIDATED[self] = snapshot
+        if len(_VALIDATED) > 256:
+            _VALIDATED.clear()
+        _VALIDATED.add(snapshot)
 
     def _fitted_estimator(self):
         if hasattr(self, "estimator_"):
