@@ -79,3 +79,14 @@ def bars(monkeypatch):
     RecordingBar.instances = []
     monkeypatch.setattr(_progress, "tqdm", RecordingBar)
     return RecordingBar.instances
+
+
+@pytest.fixture(autouse=True)
+def fresh_measurements():
+    """Each test measures its models afresh: what an earlier test's call
+    learned about a model must not decide this one's path."""
+    from skbatch import _profiles
+
+    _profiles.clear()
+    yield
+    _profiles.clear()

@@ -8,7 +8,12 @@ import os
 import threading
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    RegressorMixin,
+    TransformerMixin,
+)
 from sklearn.linear_model import LogisticRegression
 
 
@@ -178,6 +183,7 @@ class SleepyRegressor(RegressorMixin, BaseEstimator):
         self.seconds_per_row = seconds_per_row
 
     def fit(self, X, y=None):
+        self.n_features_in_ = np.asarray(X).shape[1]
         return self
 
     def predict(self, X):
@@ -280,3 +286,20 @@ class ModuleStateRegressor(RegressorMixin, BaseEstimator):
         for _ in range(len(X) * 5_000):
             pass
         return np.asarray(X, dtype=float)[:, 0] + OFFSET
+
+
+class CenteringTransformer(TransformerMixin, BaseEstimator):
+    """Subtracts the column means of the rows it is given, when ``center``: a
+    transform that is not row-wise (each row's output depends on the others).
+    With ``center=False`` it returns a copy of its input (row-wise)."""
+
+    def __init__(self, center=True):
+        self.center = center
+
+    def fit(self, X, y=None):
+        self.n_features_in_ = np.asarray(X).shape[1]
+        return self
+
+    def transform(self, X):
+        X = np.asarray(X, dtype=float)
+        return X - X.mean(axis=0) if self.center else X.copy()

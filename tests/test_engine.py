@@ -8,6 +8,7 @@ import joblib
 import numpy as np
 import pytest
 from estimators_for_tests import (
+    CenteringTransformer,
     InPlaceScaler,
     PickleCountingClassifier,
     WhereAmIClassifier,
@@ -142,18 +143,20 @@ def test_gil_bound_predict_goes_to_worker_processes(
     iris, monkeypatch, outputs_differ_by_process
 ):
     X, _ = iris
-    # Pure-Python steps per row: two threads are no faster than one. Whether
-    # the work left pays for worker processes depends on the clock; accept any.
+    # Pure-Python steps per row hold the GIL. Whether the work left pays for
+    # worker processes depends on the clock; move the bounds instead.
     monkeypatch.setattr(_engine, "MIN_PROCESS_SECONDS", 0.0)
     monkeypatch.setattr(_engine, "MIN_PARALLEL_SECONDS", 0.0)
     monkeypatch.setattr(_engine, "expected_start_seconds", lambda: 0.0)
-    X = np.tile(X, (2, 1))  # room for calibration, the trial, and the rest
+    X = np.tile(X, (2, 1))
     batched = BatchedPredictor(WhereAmIClassifier(work=20_000), n_jobs=2).fit(X)
     pids, _ = _where(batched, X)
     report = batched.last_call_
     assert report.path == "processes", report.reasons
-    assert "holds the GIL" in report.reasons[-1]
-    assert report.thread_speedup is not None
+    assert "the model holds it" in report.reasons[0]
+    assert report.gil_share >= 0.5
+    # Decided on the probe's evidence: worker processes start at once.
+    assert "calibration" not in report.phase_seconds
     # The calling thread worked too.
     assert report.rows_by_worker["caller"] > 0
     assert sum(report.rows_by_worker.values()) == len(X)
@@ -168,8 +171,73 @@ def test_gil_releasing_predict_goes_to_threads():
     assert_array_equal(batched.predict(X), X[:, 0])
     report = batched.last_call_
     assert report.path == "threads", report.reasons
-    assert report.thread_speedup > 1.05
+    assert report.gil_share < 0.5
+    assert "releases it" in report.reasons[0]
     assert report.rows_by_worker.get("thread-1", 0) > 0
+
+
+def test_later_calls_recall_the_measurements_and_start_at_once():
+    from estimators_for_tests import SleepyRegressor
+
+    X = np.arange(3000.0).reshape(-1, 1)
+    model = SleepyRegressor().fit(X)
+    first = BatchedPredictor(FrozenEstimator(model), n_jobs=2)
+    first.predict(X)
+    assert first.last_call_.measured == "this call"
+    assert "calibration" in first.last_call_.phase_seconds
+    # A new wrapper around the same fitted model: the costs belong to the model.
+    again = BatchedPredictor(FrozenEstimator(model), n_jobs=2)
+    assert_array_equal(again.predict(X), X[:, 0])
+    report = again.last_call_
+    assert report.measured == "recalled"
+    assert report.path == "threads"
+    assert "calibration" not in report.phase_seconds
+    assert "(measured earlier)" in report.reasons[0]
+    assert sum(report.rows_by_worker.values()) == len(X)
+    # Another model object, even an equal one, is measured afresh.
+    other = BatchedPredictor(FrozenEstimator(SleepyRegressor().fit(X)), n_jobs=2)
+    other.predict(X)
+    assert other.last_call_.measured == "this call"
+
+
+def test_recalled_gil_bound_model_starts_processes_before_its_probe(
+    iris, monkeypatch, outputs_differ_by_process
+):
+    X, _ = iris
+    monkeypatch.setattr(_engine, "MIN_PROCESS_SECONDS", 0.0)
+    monkeypatch.setattr(_engine, "MIN_PARALLEL_SECONDS", 0.0)
+    monkeypatch.setattr(_engine, "expected_start_seconds", lambda: 0.0)
+    X = np.tile(X, (2, 1))
+    batched = BatchedPredictor(WhereAmIClassifier(work=20_000), n_jobs=2).fit(X)
+    batched.predict(X)
+    assert batched.last_call_.path == "processes"
+    out = batched.predict(X)
+    report = batched.last_call_
+    assert report.measured == "recalled"
+    assert report.path == "processes"
+    assert report.model_pickles == 1
+    assert sum(report.rows_by_worker.values()) == len(X)
+    # Every row has exactly one answer, from the caller or a worker process.
+    assert set(out[:, 0].tolist()) <= {os.getpid()} | {
+        int(k.split("-")[1]) for k in report.rows_by_worker if k != "caller"
+    }
+
+
+def test_a_recalled_profile_still_checks_rows_are_row_wise(iris):
+    from skbatch import SerialFallbackWarning
+
+    X, _ = iris
+    X = np.tile(X, (20, 1))
+    model = CenteringTransformer(center=False).fit(X)
+    batched = BatchedTransformer(FrozenEstimator(model), n_jobs=2, batch_size=500)
+    assert_array_equal(batched.transform(X), X)
+    # The model changes in place and stops being row-wise: the next call,
+    # which recalls the first one's measurements, must still notice.
+    model.center = True
+    with pytest.warns(SerialFallbackWarning, match="depends on the other rows"):
+        out = batched.transform(X)
+    assert batched.last_call_.path == "whole-input fallback"
+    assert_array_equal(out, X - X.mean(axis=0))
 
 
 def test_explicit_batch_size_sets_the_chunks(iris):

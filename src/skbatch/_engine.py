@@ -4,19 +4,25 @@ A call runs in steps:
 
 1. The first rows (a *probe*) run in the calling thread, and the last of them
    run once more on their own: both must agree, or the method is not row-wise.
-2. *Calibration*: the calling thread goes on with chunks of growing size until
-   one takes :data:`CALIBRATE_SECONDS`. Their timings give the cost per row and
-   per call, so the rest of the rows can be cut into chunks whose fixed cost is
-   small but that still spread evenly over the workers.
-3. *Choice* (only when no backend was asked for): two chunks run at once, in
-   the calling thread and a worker thread. If that is faster than one thread,
-   the model releases the GIL: threads. If not, and the CPU load shows one
-   busy core (a GIL-bound, pure-Python model) and enough work is left to pay
-   for worker processes, processes. Otherwise the calling thread goes on alone.
+   This happens on every call.
+2. *Measuring* (the first call of a model's method, see
+   :mod:`skbatch._measure`): while the probe and the following chunks run in the
+   calling thread, a sleeping watcher thread measures how often the model
+   holds the GIL, and growing chunks are timed until the cost per row and per
+   call are known.
+3. *Choice* (only when no backend was asked for): a model that holds the GIL
+   runs in worker processes, as soon as the probe shows it and if enough work
+   is left to pay for them; a model that releases it runs in threads; too
+   little work left, and the calling thread goes on alone.
 4. The rest of the rows go to the workers chosen (see :mod:`skbatch._schedule`),
    the calling thread being one of them. Workers run under a thread budget
    (see :mod:`skbatch._threadlimits`).
 5. Outputs come back in row order and are joined once by :mod:`skbatch._concat`.
+
+What the first call measured is kept (see :mod:`skbatch._profiles`): a later
+call of the same model's method skips step 2 and starts its workers at once,
+the calling thread running its probe meanwhile. Its observed speed keeps the
+choice honest.
 
 Every step's rows are real output rows: measuring wastes no work. If any step
 fails, or the method turns out not to be row-wise, the estimator is called once
@@ -31,11 +37,13 @@ from __future__ import annotations
 import contextlib
 import time
 import warnings
+from dataclasses import dataclass
 
 from joblib import Parallel, delayed, parallel_config
 from joblib.externals.loky.process_executor import TerminatedWorkerError
 from sklearn import get_config
 
+from skbatch import _profiles
 from skbatch._batching import chunk_rows_for, plan_batches
 from skbatch._concat import check_rows, concat_parts, tail_agrees
 from skbatch._errors import NotRowWiseError, SerialFallbackWarning
@@ -48,6 +56,7 @@ from skbatch._indexing import (
     row_nbytes,
     take_rows,
 )
+from skbatch._measure import Costs, GilWatch, holds_gil, timed
 from skbatch._plan import CallReport, resolve_workers
 from skbatch._pool import (
     expected_start_seconds,
@@ -63,12 +72,10 @@ from skbatch._schedule import (
     ProcessRun,
     RowCursor,
     compute_chunk,
-    measure_threads,
     run_in_caller,
     run_in_threads,
-    run_range,
 )
-from skbatch._threadlimits import inner_threads, limit_process_pools
+from skbatch._threadlimits import idle_cpu_seconds, inner_threads
 from skbatch._worker import (
     MemmapRows,
     MethodCall,
@@ -79,24 +86,18 @@ from skbatch._worker import (
     run_batch,
 )
 
-#: Rows run in the calling thread before anything is dispatched. Inputs with
-#: fewer than twice this many rows are one call, like serial.
-PROBE_ROWS = 64
-#: The probe's last rows run a second time on their own, to check row-wise-ness.
-TAIL_ROWS = 31
-#: Without an explicit ``batch_size``, rows whose estimated serial time is below
-#: this stay in the calling thread: dispatching to workers would cost more.
-MIN_PARALLEL_SECONDS = 0.2
-
-
 # ------------------------------------------------------------------ settings
 #: Rows run in the calling thread before anything else. Inputs with fewer than
 #: twice this many rows are one call, like serial.
 PROBE_ROWS = 64
 #: The probe's last rows run a second time on their own, to check row-wise-ness.
 TAIL_ROWS = 31
-#: Calibration stops at the first chunk (after two) that takes this long ...
+#: Calibration chunks grow by this factor, and stop at the first that takes
+#: this long and this many times as long as the probe (so the cost per row
+#: shows past the fixed cost of a call) ...
+CALIBRATE_GROWTH = 4
 CALIBRATE_SECONDS = 0.02
+CALIBRATE_OVER_PROBE = 1.5
 #: ... or once this share of the input is done.
 CALIBRATE_SHARE = 0.05
 #: Rows whose estimated serial time is below this stay in the calling thread:
@@ -109,36 +110,31 @@ MIN_PARALLEL_SECONDS = 0.05
 #: :data:`OVERHEAD_FACTOR` times the fixed cost of one call. Small chunks are
 #: costly beyond their fixed cost: a model that releases the GIL in short
 #: stretches (a forest, tree by tree) makes threads queue for it (measured:
-#: 1,400-row chunks made a 200-tree forest 2x slower than serial).
+#: a 200-tree forest on two threads, 4,096-row chunks 1.35x serial, 16,384-row
+#: ones 1.9x).
 MAX_CHUNK_SECONDS = 0.5
 OVERHEAD_FACTOR = 40
-#: Chunks shrink towards the end down to this much serial time (or ten times a
-#: call's fixed cost, if more), so that workers finish together.
+#: Chunks shrink towards the end down to this much serial time (or
+#: :data:`TAIL_OVERHEAD_FACTOR` times a call's fixed cost, if more), so that
+#: workers finish together.
 MIN_CHUNK_SECONDS = 0.02
-#: Chunks for workers hold at most this many bytes of input rows. Larger ones
-#: make every call allocate fresh memory for its intermediates, and page faults
-#: serialize threads (a scaler + logistic regression: 8 MiB chunks 2.1x serial,
-#: 32 MiB 1.6x); smaller ones make a forest's threads queue for the GIL
-#: between trees (16 MiB: 1.85x, 4 MiB: 1.6x).
+TAIL_OVERHEAD_FACTOR = 4
+#: Chunks for workers hold at most this many bytes of input rows, so the
+#: intermediates a method allocates stay in memory already mapped (measured on
+#: a scaler + logistic regression, 2 threads: 8 MiB chunks 1.85x serial).
 MAX_WORKER_CHUNK_BYTES = 16 * 2**20
-#: Each of the two chunks of the thread trial aims at this much serial time.
-TRIAL_SECONDS = 0.03
-#: Two threads this much faster than one scale well: threads, no question.
-THREADS_SCALE = 1.5
-#: Two threads must be at least this much faster than one to be chosen.
-THREAD_GAIN = 1.1
-#: A CPU load (CPU time over wall time) below this means one busy core.
-ONE_CORE_LOAD = 1.5
-#: Two threads that hold the GIL in turn keep one core busy: a load above this
-#: (a forest whose threads queue for the GIL between trees reaches 1.4) is not
-#: a pure-Python model, and worker processes would cost more than they give.
-GIL_LOAD = 1.2
-#: The machine must leave at least this many cores idle during the thread
-#: trial for a one-core result to mean "GIL-bound" rather than "cores taken".
+#: The machine must leave at least this many cores idle while the calling
+#: thread runs a GIL-bound model alone for worker processes to help; with no
+#: core idle, other programs hold them.
 IDLE_CORE = 0.5
+#: ... judged only over at least this many seconds.
+IDLE_WINDOW = 0.1
 #: Worker processes must have at least this much serial work left when they are
 #: already running; when they must start first, the start time on top.
 MIN_PROCESS_SECONDS = 0.3
+#: A parallel run's speed over serial is judged (for later calls) only when it
+#: lasted this long: shorter ones are noise.
+MIN_OBSERVED_SECONDS = 0.1
 
 
 def resolve_n_workers(n_jobs, backend) -> int:
@@ -206,11 +202,21 @@ def run(
     label = label or f"{type(model).__name__}.{method}"
     call = MethodCall(model, method, params, label)
     n = num_rows(X)
-    kind, n_workers = resolve_workers(n_jobs, backend)
     if record is None:
         record = CallReport(label, n)
-    record.n_rows, record.n_workers = n, n_workers
+    record.n_rows = n
     try:
+        if not n:
+            # None (not splittable) or 0 rows: the estimator decides, serially.
+            record.reasons.append("input not split into rows: one plain call")
+            return call(X)
+        if progress is None and n < 2 * PROBE_ROWS:
+            # Nothing to split or show: exactly the serial call, at its cost
+            # (the workers allowed do not matter, so are not even resolved).
+            record.reasons.append(f"under {2 * PROBE_ROWS} rows: one plain call")
+            return call(X)
+        kind, n_workers = resolve_workers(n_jobs, backend)
+        record.n_workers = n_workers
         return _run(call, X, n, kind, n_workers, backend, batch_size, progress, record)
     finally:
         record.seconds = time.perf_counter() - started
@@ -219,14 +225,8 @@ def run(
 
 
 def _run(call, X, n, kind, n_workers, backend, batch_size, progress, record):
-    if not n:
-        # None (not splittable) or 0 rows: the estimator decides, serially.
-        record.reasons.append("input not split into rows: one plain call")
-        return call(X)
-    if progress is None and (n_workers == 1 or n < 2 * PROBE_ROWS):
-        # Nothing to split or show: exactly the serial call, at its cost.
-        why = "one worker" if n_workers == 1 else f"under {2 * PROBE_ROWS} rows"
-        record.reasons.append(f"{why}: one plain call")
+    if progress is None and n_workers == 1:
+        record.reasons.append("one worker: one plain call")
         return call(X)
 
     X_rows = make_sliceable(X)
@@ -277,18 +277,24 @@ def _run(call, X, n, kind, n_workers, backend, batch_size, progress, record):
     return result
 
 
-def _probe(call, X_rows, n, n_workers, report, record):
-    """Run the probe rows in the calling thread.
+def _probe_stop(n, n_workers, X_rows) -> int:
+    """Where the probe ends: no tiny remainder after it (small inputs are one
+    call), and with one worker, a whole chunk."""
+    if n_workers == 1:
+        stop = min(n, chunk_rows_for(n, row_nbytes(X_rows)))
+    else:
+        stop = min(n, PROBE_ROWS)
+    return n if n - stop < PROBE_ROWS else stop
+
+
+def _probe(call, X_rows, n, n_workers, report, record, outputs=None):
+    """Run the probe rows in the calling thread and check the method is
+    row-wise on them.
 
     Returns ``(probe_stop, output, seconds)``: where the probe ended, its
-    output, and how long its (main) call took.
+    output (also added to ``outputs``, if given), and how long its call took.
     """
-    if n_workers == 1:
-        probe_stop = min(n, chunk_rows_for(n, row_nbytes(X_rows)))
-    else:
-        probe_stop = min(n, PROBE_ROWS)
-    if n - probe_stop < PROBE_ROWS:
-        probe_stop = n  # no tiny remainder: small inputs are one call
+    probe_stop = _probe_stop(n, n_workers, X_rows)
     tail = _run_tail(call, X_rows, probe_stop) if probe_stop < n else None
     rows = copy_rows(X_rows, 0, probe_stop)
     started = time.perf_counter()
@@ -297,204 +303,289 @@ def _probe(call, X_rows, n, n_workers, report, record):
     check_rows(first, probe_stop, call.label)
     if tail is not None:
         _check_row_wise(call, X_rows, tail, first, probe_stop, call.label)
+    if outputs is not None:
+        outputs.add(0, first, probe_stop)
     record.add_rows("caller", probe_stop)
     report(probe_stop)
     return probe_stop, first, seconds
 
 
-def _timed(fn, *args):
-    wall, cpu = time.perf_counter(), time.process_time()
-    fn(*args)
-    return time.perf_counter() - wall, time.process_time() - cpu
+@dataclass
+class _Plan:
+    """How the rest of a call's rows will run."""
+
+    path: str  # "threads", "processes" or "in-process"
+    costs: Costs
+    #: First row not done yet; when ``probe_pending``, the probe's rows are
+    #: not done either and the calling thread runs them as the workers start.
+    position: int
+    probe_stop: int
+    probe_pending: bool = False
 
 
-class _Costs:
-    """Serial cost of a chunk of rows, ``per_call + per_row * rows``, fitted on
-    the calibration chunks (the two largest)."""
-
-    def __init__(self, timings):
-        (rows_a, wall_a), (rows_b, wall_b) = timings[-2], timings[-1]
-        average = wall_b / rows_b
-        slope = (wall_b - wall_a) / (rows_b - rows_a) if rows_b > rows_a else average
-        # Timing noise can make the slope absurd. Within [average / 2, average]
-        # the line still passes through the largest chunk, and the work left
-        # is never estimated at less than half its average cost.
-        self.per_row = min(max(slope, 0.5 * average), average)
-        self.per_call = wall_b - self.per_row * rows_b
-
-    def seconds(self, rows: int) -> float:
-        return self.per_call + self.per_row * rows
-
-    def rows_for(self, seconds: float) -> int:
-        return max(1, int(seconds / max(self.per_row, 1e-12)))
+_PATH_OF_KIND = {"threads": "threads", "processes": "processes"}
 
 
 def _run_measured(call, X_rows, n, kind, n_workers, batch_size, report, record):
     outputs = Outputs()
     clock = _PhaseClock(record)
-    probe_stop, first, probe_seconds = _probe(
-        call, X_rows, n, n_workers, report, record
-    )
-    clock.lap("probe")
-    outputs.add(0, first, probe_stop)
-    position = probe_stop
-    if position < n and (n_workers == 1 or kind == "serial"):
-        record.path = "in-process"
-        record.reasons.append(
-            "one worker" if n_workers == 1 else "sequential backend asked for"
-        )
-        chunk = batch_size or chunk_rows_for(n - position, row_nbytes(X_rows))
-        cursor = RowCursor(position, n, n_workers=1, fixed_rows=chunk)
-        run_in_caller(call, X_rows, cursor, outputs, report, record)
-        position = n
-    if position >= n:
+    if n_workers == 1 or kind == "serial":
+        probe_stop, _, _ = _probe(call, X_rows, n, n_workers, report, record, outputs)
+        clock.lap("probe")
+        if probe_stop < n:
+            record.path = "in-process"
+            record.reasons.append(
+                "one worker" if n_workers == 1 else "sequential backend asked for"
+            )
+            chunk = batch_size or chunk_rows_for(n - probe_stop, row_nbytes(X_rows))
+            cursor = RowCursor(probe_stop, n, n_workers=1, fixed_rows=chunk)
+            run_in_caller(call, X_rows, cursor, outputs, report, record)
+            clock.lap("rest")
         return _joined(outputs, [])
 
-    # Calibration: growing chunks in the calling thread, under the thread
-    # budget the workers will have. Under its own defaults a model's native
-    # pool (OpenBLAS, OpenMP) would keep spinning on idle cores for up to a
-    # tenth of a second after each call, slowing the workers that follow.
-    inner = inner_threads(n_workers)
-    budget = contextlib.ExitStack()
-    budget.enter_context(limit_process_pools(inner))
-    try:
-        return _calibrate_and_run(
-            call, X_rows, n, kind, n_workers, batch_size, report, record,
-            outputs, clock, probe_stop, probe_seconds, inner, budget,
+    profile = _profiles.recall(call.model, call.method, X_rows, n_workers)
+    if profile is not None and (kind != "auto" or profile.path is not None):
+        plan = _recalled_plan(profile, X_rows, n, kind, n_workers, batch_size, record)
+    else:
+        plan, profile = _measure(
+            call, X_rows, n, kind, n_workers, batch_size, outputs, report, record,
+            clock,
         )  # fmt: skip
-    finally:
-        budget.close()
+        if plan.position >= n:
+            record.path = "in-process"
+            record.reasons.append("all rows done while measuring")
+            return _joined(outputs, [])
+        _profiles.remember(call.model, call.method, X_rows, n_workers, profile)
+    return _execute(
+        plan, profile, call, X_rows, n, n_workers, batch_size, outputs, report,
+        record, clock,
+    )  # fmt: skip
 
 
-def _calibrate_and_run(
-    call, X_rows, n, kind, n_workers, batch_size, report, record,
-    outputs, clock, probe_stop, probe_seconds, inner, budget,
+def _recalled_plan(profile, X_rows, n, kind, n_workers, batch_size, record):
+    """The plan for a call whose model was measured in an earlier call."""
+    probe_stop = _probe_stop(n, n_workers, X_rows)
+    costs = profile.costs
+    record.gil_share = profile.gil_share
+    record.serial_rows_per_second = 1.0 / max(costs.per_row, 1e-12)
+    record.measured = "recalled"
+    path = _PATH_OF_KIND.get(kind)
+    if path is not None:
+        record.reasons.append(f"backend asked for: {path}")
+    else:
+        path = profile.path
+        record.reasons += [f"{reason} (measured earlier)" for reason in profile.reasons]
+    path = _bounded_path(
+        path, costs.seconds(n - probe_stop), n - probe_stop, batch_size,
+        n_workers, record, asked=kind != "auto",
+    )  # fmt: skip
+    return _Plan(path, costs, 0, probe_stop, probe_pending=True)
+
+
+def _measure(
+    call, X_rows, n, kind, n_workers, batch_size, outputs, report, record, clock
+):
+    """Run the probe and calibration chunks in the calling thread, watching the
+    GIL when the choice is skbatch's; returns the plan and the profile."""
+    watch = GilWatch() if kind == "auto" else None
+    idle_before, watch_started = idle_cpu_seconds(), time.perf_counter()
+    with watch if watch is not None else contextlib.nullcontext():
+        probe_stop, _, probe_seconds = _probe(
+            call, X_rows, n, n_workers, report, record, outputs
+        )
+        clock.lap("probe")
+        position = probe_stop
+        # Until calibrated, the probe's average is an upper bound per row.
+        costs = Costs(0.0, probe_seconds / probe_stop)
+        # A model that holds the GIL goes to worker processes, which take
+        # seconds to start: the sooner they start, the more they do. Their
+        # chunks need no precise costs.
+        if position < n and not (watch is not None and holds_gil(watch.gil_share())):
+            position, costs = _calibrate(
+                call, X_rows, n, position, (probe_stop, probe_seconds), outputs,
+                report, record, watch,
+            )  # fmt: skip
+            clock.lap("calibration")
+    watched = time.perf_counter() - watch_started
+    idle_after = idle_cpu_seconds()
+    share = watch.gil_share() if watch is not None else None
+    record.gil_share = None if share is None else round(share, 2)
+    record.serial_rows_per_second = 1.0 / max(costs.per_row, 1e-12)
+    record.measured = "this call"
+    profile = _profiles.Profile(None, costs, share)
+    if position >= n:
+        return _Plan("in-process", costs, n, probe_stop), profile
+
+    path = _PATH_OF_KIND.get(kind)
+    if path is not None:
+        record.reasons.append(f"backend asked for: {path}")
+    elif holds_gil(share):
+        path = "processes"
+        profile.reasons = [
+            f"{share:.0%} of a watcher thread's wakes waited for the GIL: the "
+            "model holds it"
+        ]
+        # /proc/stat counts in hundredths of a second: judge longer windows.
+        idle = (
+            None
+            if idle_before is None or idle_after is None or watched < IDLE_WINDOW
+            else (idle_after - idle_before) / watched
+        )
+        if idle is not None and idle < IDLE_CORE:
+            # Other programs hold the cores: worker processes would queue too.
+            record.reasons += [
+                *profile.reasons,
+                f"other programs kept the other cores busy ({idle:.1f} idle): "
+                "calling thread alone",
+            ]
+            path = "in-process"
+    else:
+        path = "threads"
+        watched_text = (
+            "too briefly to see the GIL" if share is None
+            else f"{share:.0%} of a watcher thread's wakes waited for the GIL"
+        )  # fmt: skip
+        profile.reasons = [f"{watched_text}: the model releases it, threads"]
+    if kind == "auto":
+        profile.path = path if path != "in-process" else "processes"
+        if path != "in-process":
+            record.reasons += profile.reasons
+    path = _bounded_path(
+        path, costs.seconds(n - position), n - position, batch_size, n_workers,
+        record, asked=kind != "auto",
+    )  # fmt: skip
+    return _Plan(path, costs, position, probe_stop), profile
+
+
+def _calibrate(
+    call, X_rows, n, position, probe_point, outputs, report, record, watch
 ):  # fmt: skip
-    position = probe_stop
-    max_bytes_rows = _rows_within_bytes(X_rows, n)
-    # The probe's call counts as the first, smallest calibration point.
-    timings, loads = [(probe_stop, probe_seconds)], []
-    size = 2 * probe_stop
+    """Time chunks of growing size in the calling thread, from ``position``,
+    until one takes long enough to show the cost per row. Returns the new
+    position and the fitted :class:`Costs`."""
+    max_rows = _rows_within_bytes(X_rows, n)
+    probe_rows, probe_seconds = probe_point
+    long_enough = max(CALIBRATE_SECONDS, CALIBRATE_OVER_PROBE * probe_seconds)
+    large = probe_point
+    size = CALIBRATE_GROWTH * probe_rows
     while position < n:
-        size = min(size, max_bytes_rows, n - position)
+        size = min(size, max_rows, n - position)
         if n - position - size < PROBE_ROWS:
             size = n - position
-        wall, cpu = _timed(
-            compute_chunk, call, X_rows, position, position + size, outputs, report,
-            record, "caller",
+        wall, _ = timed(
+            compute_chunk, call, X_rows, position, position + size, outputs,
+            report, record, "caller",
         )  # fmt: skip
-        timings.append((size, wall))
-        loads.append(cpu / max(wall, 1e-9))
         position += size
-        enough = wall >= CALIBRATE_SECONDS or position >= CALIBRATE_SHARE * n
-        if enough and len(timings) >= 2:
+        large = (size, wall)
+        if watch is not None and holds_gil(watch.gil_share()):
+            break  # worker processes: the sooner the better
+        watched = watch is None or watch.gil_share() is not None
+        if (wall >= long_enough and watched) or position >= CALIBRATE_SHARE * n:
             break
-        size *= 2
-    if position >= n:
-        record.path = "in-process"
-        record.reasons.append("all rows done while measuring")
-        return _joined(outputs, [])
-    record.inner_threads = inner
-    clock.lap("calibration")
-    costs = _Costs(timings if len(timings) > 1 else timings * 2)
-    record.serial_rows_per_second = 1.0 / max(costs.per_row, 1e-12)
-    record.serial_cpu_load = round(loads[-1], 2)
-    rest = n - position
-    estimate = costs.seconds(rest)
-    chunk_rows = min(
-        max_bytes_rows,
-        max(
-            costs.rows_for(MAX_CHUNK_SECONDS),
-            costs.rows_for(OVERHEAD_FACTOR * costs.per_call),
-        ),
-        -(-rest // (2 * n_workers)),
-    )
+        size *= CALIBRATE_GROWTH
+    return position, Costs.fit(probe_point, large)
+
+
+def _bounded_path(path, estimate, rest, batch_size, n_workers, record, asked):
+    """``path``, unless the ``rest`` rows (``estimate`` seconds serially) are
+    too little work to share, or (unless ``asked`` for) to pay for starting
+    worker processes."""
+    if path == "in-process":
+        return path
     if batch_size is None and estimate < MIN_PARALLEL_SECONDS:
-        record.path = "in-process"
         record.reasons.append(
             f"the other {rest} rows would take about {estimate:.3f} s serially: "
             "too little to share"
         )
-        budget.close()  # the calling thread alone: the model's own defaults
-        record.inner_threads = None
-        cursor = RowCursor(position, n, n_workers=1, fixed_rows=chunk_rows)
-        run_in_caller(call, X_rows, cursor, outputs, report, record)
-        return _joined(outputs, [])
+        return "in-process"
+    if path == "processes" and batch_size is None and not asked:
+        running = workers_alive() >= n_workers - 1
+        needed = MIN_PROCESS_SECONDS + (0 if running else expected_start_seconds())
+        if estimate < needed:
+            record.reasons.append(
+                f"the {estimate:.2f} s of work left would be over before worker "
+                f"processes help ({'running' if running else 'not started'}): "
+                "calling thread alone"
+            )
+            return "in-process"
+        if not running:
+            record.reasons.append(
+                "worker processes start now; the calling thread works meanwhile"
+            )
+    return path
 
-    config = get_config()
-    path = {"threads": "threads", "processes": "processes"}.get(kind)
-    if path is not None:
-        record.reasons.append(f"backend asked for: {path}")
+
+def _chunk_bounds(costs, X_rows, n, rest, n_workers):
+    """``(largest, smallest)`` chunk for workers, in rows."""
+    largest = min(
+        _rows_within_bytes(X_rows, n),
+        max(
+            costs.rows_for(MAX_CHUNK_SECONDS),
+            costs.rows_for(OVERHEAD_FACTOR * costs.per_call),
+        ),
+        max(1, -(-rest // (2 * n_workers))),
+    )
+    smallest = max(
+        PROBE_ROWS,
+        costs.rows_for(max(MIN_CHUNK_SECONDS, TAIL_OVERHEAD_FACTOR * costs.per_call)),
+    )
+    return largest, min(largest, smallest)
+
+
+def _execute(
+    plan, profile, call, X_rows, n, n_workers, batch_size, outputs, report,
+    record, clock,
+):  # fmt: skip
+    start = plan.probe_stop if plan.probe_pending else plan.position
+    if plan.probe_pending:
+
+        def caller_first():
+            _probe(call, X_rows, n, n_workers, report, record, outputs)
+            clock.lap("probe")
+
     else:
-        # The thread trial (see _thread_trial), on enough rows that starting
-        # a thread and setting its limits, and a call's fixed cost, do not
-        # drown the comparison.
-        trial_rows = min(
-            max(costs.rows_for(TRIAL_SECONDS), costs.rows_for(10 * costs.per_call)),
-            rest // 8,
-        )
-        if trial_rows >= 1 and rest - 6 * trial_rows >= PROBE_ROWS:
-            path = None
-            for attempt in range(2):
-                speedup, pair_load, idle_cores = _thread_trial(
-                    call, X_rows, position, trial_rows, chunk_rows, outputs,
-                    report, record, inner, config,
-                )  # fmt: skip
-                position += 3 * trial_rows
-                estimate = costs.seconds(n - position)
-                record.thread_speedup = round(speedup, 2)
-                if attempt:
-                    record.reasons.pop()  # the first trial's verdict
-                choice = _choose(
-                    record, speedup, pair_load, idle_cores, estimate, n_workers
-                )
-                # Worker processes cost a model transfer and memory: a noisy
-                # trial must not send a model that releases the GIL (a large
-                # forest) there. They need two trials that agree.
-                if choice != "processes" or path == "processes":
-                    break
-                path = choice
-            path = choice
-        else:
-            record.reasons.append("too few rows to measure threads")
-            path = "threads"
-
-    clock.lap("trial")
+        caller_first = None
+    rest = n - start
     if batch_size is not None:
-        cursor = RowCursor(position, n, n_workers=n_workers, fixed_rows=batch_size)
-        chunk_rows = batch_size
+        cursor = RowCursor(start, n, n_workers=n_workers, fixed_rows=batch_size)
+        record.chunk_rows = batch_size
     else:
+        largest, smallest = _chunk_bounds(plan.costs, X_rows, n, rest, n_workers)
         cursor = RowCursor(
-            position,
-            n,
-            n_workers=n_workers,
-            # The last, smallest chunks keep workers finishing together.
-            min_rows=min(
-                chunk_rows,
-                max(
-                    PROBE_ROWS,
-                    costs.rows_for(max(MIN_CHUNK_SECONDS, 10 * costs.per_call)),
-                ),
-            ),
-            max_rows=chunk_rows,
+            start, n, n_workers=n_workers, min_rows=smallest, max_rows=largest
         )
-    record.chunk_rows = chunk_rows
-    worker_warnings = []
-    if path == "threads":
+        record.chunk_rows = largest
+    inner = inner_threads(n_workers)
+    config = get_config()
+    worker_warnings, cold = [], False
+    started = time.perf_counter()
+    if plan.path == "threads":
         record.path, record.inner_threads = "threads", inner
         run_in_threads(
             call, X_rows, cursor, outputs, report, record,
             n_threads=n_workers, inner=inner, config=config,
+            caller_first=caller_first,
         )  # fmt: skip
-    elif path == "processes":
-        worker_warnings = _run_processes(
-            call, X_rows, cursor, outputs, report, record, n_workers, inner, config
-        )
+    elif plan.path == "processes":
+        worker_warnings, cold = _run_processes(
+            call, X_rows, cursor, outputs, report, record, n_workers, inner, config,
+            plan.probe_stop, caller_first,
+        )  # fmt: skip
     else:
-        budget.close()  # the calling thread alone: the model's own defaults
         record.path, record.inner_threads = "in-process", None
+        if caller_first is not None:
+            caller_first()
         run_in_caller(call, X_rows, cursor, outputs, report, record)
+    seconds = time.perf_counter() - started
     clock.lap("rest")
+    rows = n - plan.position
+    if seconds >= MIN_OBSERVED_SECONDS and not cold and record.path == plan.path:
+        speedup = plan.costs.seconds(rows) / seconds
+        record.observed_speedup = round(speedup, 2)
+        changed = _profiles.observe(profile, plan.path, speedup)
+        if changed:
+            record.reasons.append(f"next calls: {changed}")
     joined = _joined(outputs, worker_warnings)
     clock.lap("join")
     return joined
@@ -513,94 +604,13 @@ class _PhaseClock:
         self._last = now
 
 
-def _thread_trial(
-    call, X_rows, position, trial_rows, chunk_rows, outputs, report, record,
-    inner, config,
-):  # fmt: skip
-    """Time ``trial_rows`` rows alone, then twice as many on two threads.
-
-    Timing both directly keeps a call's fixed cost and the noise of fitted
-    costs out of the comparison. Returns ``(speedup, pair_load)``.
-    """
-    alone, alone_cpu = _timed(
-        run_range, call, X_rows, position, position + trial_rows,
-        chunk_rows, outputs, report, record, "caller",
-    )  # fmt: skip
-    position += trial_rows
-    claims = [
-        (position, position + trial_rows),
-        (position + trial_rows, position + 2 * trial_rows),
-    ]
-    wall, cpu, idle = measure_threads(
-        call, X_rows, claims, chunk_rows, outputs, report, record,
-        inner=inner, config=config,
-    )  # fmt: skip
-    speedup = 2 * alone / max(wall, 1e-9)
-    pair_load = cpu / max(wall, 1e-9)
-    # Cores the machine left idle meanwhile: two threads that keep one core
-    # busy while another sits idle take turns holding the GIL; with no core
-    # idle, other programs hold them, and worker processes would not help.
-    idle_cores = None if idle is None else idle / max(wall, 1e-9)
-    alone_load = alone_cpu / max(alone, 1e-9)
-    if alone_load >= 0.5:
-        # CPU-bound: two threads cannot run faster than the cores they kept
-        # busy; this bounds a speed-up inflated by a slow (noisy) single run.
-        speedup = min(speedup, pair_load / alone_load)
-    return speedup, pair_load, idle_cores
-
-
-def _choose(record, speedup, pair_load, idle_cores, estimate, n_workers):
-    """The path for the rest of the rows, from the thread trial.
-
-    Two threads that scale well: threads. Two threads that keep one core busy
-    between them and gain little take turns holding the GIL: worker processes,
-    if enough work is left to pay for them. A small gain otherwise (a
-    memory-bound model): still threads; none: the calling thread alone.
-    """
-    reasons = record.reasons
-    if speedup >= THREADS_SCALE:
-        reasons.append(f"two threads ran {speedup:.2f}x as fast as one: threads")
-        return "threads"
-    holds_gil = ONE_CORE_LOAD / 3 <= pair_load < GIL_LOAD and speedup < 1.3
-    if holds_gil and idle_cores is not None and idle_cores < IDLE_CORE:
-        reasons.append(
-            f"two threads kept {pair_load:.1f} cores busy and ran {speedup:.2f}x "
-            f"as fast as one, but other programs kept the other cores busy "
-            f"({idle_cores:.1f} idle): calling thread alone"
-        )
-        return "in-process"
-    if holds_gil:
-        running = workers_alive() >= n_workers - 1
-        needed = MIN_PROCESS_SECONDS + (0 if running else expected_start_seconds())
-        gil = (
-            f"two threads kept {pair_load:.1f} cores busy and ran {speedup:.2f}x "
-            "as fast as one while a core sat idle: the model holds the GIL"
-        )
-        if estimate >= needed:
-            reasons.append(
-                f"{gil} and about {estimate:.2f} s of work is left: worker processes"
-                + ("" if running else " (starting now; the calling thread works)")
-            )
-            return "processes"
-        reasons.append(
-            f"{gil}, but the {estimate:.2f} s of work left would be over before "
-            f"worker processes help ({'running' if running else 'not started'}): "
-            "calling thread alone"
-        )
-        return "in-process"
-    if speedup >= THREAD_GAIN:
-        reasons.append(f"two threads ran {speedup:.2f}x as fast as one: threads")
-        return "threads"
-    reasons.append(
-        f"two threads kept {pair_load:.1f} cores busy but ran only {speedup:.2f}x "
-        "as fast as one (memory-bound?): calling thread alone"
-    )
-    return "in-process"
-
-
 def _run_processes(
-    call, X_rows, cursor, outputs, report, record, n_workers, inner, config
-):
+    call, X_rows, cursor, outputs, report, record, n_workers, inner, config,
+    probe_stop, caller_first,
+):  # fmt: skip
+    """The rows from the cursor on, in worker processes and the calling
+    thread (which first runs ``caller_first``, if given). Returns the warnings
+    the workers raised and whether their start was part of this call."""
     _try_first_nonfinite_row(call, X_rows, cursor.position)
     try:
         ref = publish_model(call.model)
@@ -610,21 +620,22 @@ def _run_processes(
             f"the model cannot be sent to worker processes "
             f"({type(exc).__name__}: {exc}): calling thread alone"
         )
+        if caller_first is not None:
+            caller_first()
         run_in_caller(call, X_rows, cursor, outputs, report, record)
-        return []
+        return [], False
     record.model_pickles += 1
     record.path, record.inner_threads = "processes", inner
     memmap = MemmapRows.describe(X_rows)
     record.rows_transfer = "memmap" if memmap is not None else "pickled"
-    probe_stop = min(PROBE_ROWS, cursor.position)
-    probe = (copy_rows(X_rows, 0, probe_stop), outputs.get(0))
     cold = workers_alive() < n_workers - 1
     try:
         run = ProcessRun(
             call, X_rows, cursor, outputs, report, record,
             executor=get_executor(n_workers - 1), n_processes=n_workers - 1,
             inner=inner, ref=ref, memmap=memmap, config=config,
-            filters=pack_filters(), probe=probe,
+            filters=pack_filters(), probe_rows=copy_rows(X_rows, 0, probe_stop),
+            caller_first=caller_first,
         ).run()  # fmt: skip
     finally:
         release_model(ref)
@@ -642,7 +653,7 @@ def _run_processes(
             record.reasons.append(reason)
     if run.failed and not any(k.startswith("process-") for k in record.rows_by_worker):
         record.path = "in-process"  # the workers failed: the caller did it all
-    return run.warnings
+    return run.warnings, cold
 
 
 def _rows_within_bytes(X_rows, n) -> int:

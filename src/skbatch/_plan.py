@@ -112,7 +112,8 @@ class CallReport:
     reasons : list of str
         Why this path, in the order the decisions were taken.
     n_workers : int
-        Workers allowed, the calling thread included.
+        Workers allowed, the calling thread included (1 for a direct call on
+        an input too small to split, whatever ``n_jobs`` says).
     inner_threads : int or None
         Native (BLAS/OpenMP) threads each worker was limited to; None when
         not limited (the calling thread alone keeps the library defaults).
@@ -122,14 +123,18 @@ class CallReport:
         Rows each worker computed: ``"caller"``, ``"thread-1"``, ...,
         ``"process-<pid>"``.
     serial_rows_per_second : float or None
-        Speed measured on the first rows in the calling thread.
-    thread_speedup : float or None
-        Speed of two threads over one, measured on the same number of rows
-        (bounded by the cores they kept busy).
-    serial_cpu_load : float or None
-        CPU time over wall time while the calling thread ran alone, under the
-        workers' thread budget: near 1 for a CPU-bound model, near 0 for one
-        that mostly waits.
+        Serial speed measured on the first rows in the calling thread (in
+        this call or, see ``measured``, an earlier one).
+    gil_share : float or None
+        Share of a watcher thread's wakes that had to wait for the GIL while
+        the calling thread ran the model alone: near 1 for a model that holds
+        the GIL (pure Python), near 0 for one that releases it.
+    measured : str or None
+        Where the measurements came from: ``"this call"``, or
+        ``"recalled"`` from an earlier call of the same model's method.
+    observed_speedup : float or None
+        Speed of the rows after the measurements over the measured serial
+        speed; None when that part was too short to judge.
     model_pickles : int
         Times the model was serialized in this call (0 or 1).
     model_loads : int
@@ -141,9 +146,10 @@ class CallReport:
     seconds : float
         Wall time of the call.
     phase_seconds : dict
-        Wall time of each phase: ``"probe"``, ``"calibration"``, ``"trial"``
-        (the thread trial), ``"rest"`` (the other rows), ``"join"`` (joining
-        the outputs). Phases a call skipped are absent.
+        Wall time of each phase: ``"probe"``, ``"calibration"``, ``"rest"``
+        (the other rows), ``"join"`` (joining the outputs). Phases a call
+        skipped are absent; a call that recalled its measurements runs its
+        probe while the workers start, inside ``"rest"``.
     """
 
     method: str
@@ -155,8 +161,9 @@ class CallReport:
     chunk_rows: int | None = None
     rows_by_worker: dict = field(default_factory=dict)
     serial_rows_per_second: float | None = None
-    thread_speedup: float | None = None
-    serial_cpu_load: float | None = None
+    gil_share: float | None = None
+    measured: str | None = None
+    observed_speedup: float | None = None
     model_pickles: int = 0
     model_loads: int = 0
     rows_transfer: str | None = None

@@ -24,11 +24,7 @@ from sklearn import config_context
 
 from skbatch._concat import check_rows, tail_agrees
 from skbatch._indexing import num_rows, protected_rows, take_rows
-from skbatch._threadlimits import (
-    idle_cpu_seconds,
-    limit_process_pools,
-    limit_thread_openmp,
-)
+from skbatch._threadlimits import limit_process_pools, limit_thread_openmp
 from skbatch._worker import add_note, run_process_chunk, worker_ready
 
 #: Tasks kept queued per worker process, so it never waits for the dispatcher.
@@ -152,12 +148,15 @@ def run_in_caller(call, X, cursor, outputs, report, record):
 
 
 def run_in_threads(
-    call, X, cursor, outputs, report, record, *, n_threads, inner, config
-):
+    call, X, cursor, outputs, report, record, *, n_threads, inner, config,
+    caller_first=None,
+):  # fmt: skip
     """The calling thread and ``n_threads - 1`` worker threads share the cursor.
 
     Every one of them runs with at most ``inner`` native threads. The first
     exception stops the others (after their current chunk) and is raised.
+    ``caller_first``, if given, is what the calling thread does before it
+    takes rows from the cursor (the probe, while the workers already work).
     """
     errors = []
 
@@ -181,6 +180,8 @@ def run_in_threads(
             for thread in threads:
                 thread.start()
                 started.append(thread)
+            if caller_first is not None:
+                caller_first()
             run_in_caller(call, X, cursor, outputs, report, record)
         except BaseException:
             cursor.close()
@@ -190,57 +191,6 @@ def run_in_threads(
                 thread.join()
     if errors:
         raise errors[0]
-
-
-def measure_threads(
-    call, X, claims, chunk_rows, outputs, report, record, *, inner, config
-):
-    """Run two row ranges at once, the caller's and a worker thread's, each in
-    chunks of at most ``chunk_rows``.
-
-    Returns the wall time, the process CPU time they took together, and the
-    CPU time the machine left idle meanwhile (None where unknown).
-    """
-    errors = []
-    second = threading.Thread(
-        target=_guarded,
-        args=(call, X, claims[1], chunk_rows, outputs, report, record, inner, config,
-              errors),
-        daemon=True,
-    )  # fmt: skip
-    with limit_process_pools(inner):
-        idle = idle_cpu_seconds()
-        wall, cpu = time.perf_counter(), time.process_time()
-        try:
-            second.start()
-            run_range(
-                call, X, *claims[0], chunk_rows, outputs, report, record, "caller"
-            )
-        finally:
-            if second.ident is not None:
-                second.join()
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        idle_now = idle_cpu_seconds()
-    if errors:
-        raise errors[0]
-    idle = None if idle is None or idle_now is None else idle_now - idle
-    return wall, cpu, idle
-
-
-def run_range(call, X, lo, hi, chunk_rows, outputs, report, record, worker):
-    """Rows ``[lo, hi)`` in chunks of at most ``chunk_rows``, in this thread."""
-    for start in range(lo, hi, chunk_rows):
-        stop = min(hi, start + chunk_rows)
-        compute_chunk(call, X, start, stop, outputs, report, record, worker)
-
-
-def _guarded(call, X, claim, chunk_rows, outputs, report, record, inner, config,
-             errors):  # fmt: skip
-    try:
-        with config_context(**config), limit_thread_openmp(inner):
-            run_range(call, X, *claim, chunk_rows, outputs, report, record, "thread-1")
-    except BaseException as exc:
-        errors.append(exc)
 
 
 class ProcessRun:
@@ -255,18 +205,26 @@ class ProcessRun:
 
     def __init__(
         self, call, X, cursor, outputs, report, record, *,
-        executor, n_processes, inner, ref, memmap, config, filters, probe,
+        executor, n_processes, inner, ref, memmap, config, filters, probe_rows,
+        caller_first=None,
     ):  # fmt: skip
         self.call, self.X, self.cursor, self.outputs = call, X, cursor, outputs
         self.report, self.record = report, record
         self.executor, self.n_processes, self.inner = executor, n_processes, inner
         self.ref, self.memmap, self.config, self.filters = ref, memmap, config, filters
-        # (probe rows, their output in the caller): each worker process runs
-        # them once per call, and must agree.
-        self.probe_rows, self.probe_output = probe
-        self.probe_stop = num_rows(self.probe_rows)
+        # Each worker process runs the probe rows once per call and must agree
+        # with the caller's output for them (rows 0 to probe_stop). When the
+        # caller computes its probe while the workers start (``caller_first``),
+        # a worker's rows wait, unverified, until that output exists.
+        self.probe_rows = probe_rows
+        self.probe_stop = num_rows(probe_rows)
+        self.probe_output = None
+        self.caller_first = caller_first
         self.token = uuid.uuid4().hex
         self.trusted, self.distrusted = set(), set()
+        self._worker_probes = {}  # pid -> its probe output, not yet compared
+        self._unverified = {}  # pid -> [(lo, hi, output, warnings)]
+        self._check_lock = threading.Lock()
         self.warnings = []
         self.failed = []  # (lo, hi, exception) a worker process raised
         self.fatal = None  # a dead worker: the pool is broken
@@ -360,37 +318,67 @@ class ProcessRun:
                         self.first_ready = time.perf_counter() - started
                 else:
                     pid, loaded, out, caught, probe_out = result
-                    if probe_out is not None and CHECK_WORKER_OUTPUTS:
-                        self._check_worker(pid, probe_out)
-                    if pid in self.distrusted:
-                        self.failed.append((lo, hi, self.distrust_reason))
-                        self._stop_feeding = True
-                    else:
-                        self.outputs.add(lo, out, hi - lo)
-                        self.record.add_rows(f"process-{pid}", hi - lo)
-                        self.report(hi - lo, worker=f"process-{pid}")
-                        self.warnings += caught
+                    self._settle_rows(pid, lo, hi, out, caught, probe_out)
                 self.record.model_loads += int(loaded)
                 self._feed()
             if lo is not None:
                 self._chunk_settled()
 
-    def _check_worker(self, pid, probe_out):
-        """Trust a worker process whose probe output matches the caller's."""
+    def _settle_rows(self, pid, lo, hi, out, caught, probe_out):
+        """Keep a worker's rows if it is trusted, redo them if not, or hold
+        them until the caller's probe output exists to compare with."""
+        with self._check_lock:
+            if probe_out is not None:
+                self._worker_probes[pid] = probe_out
+            verdict = self._verdict(pid)
+            if verdict is None:
+                self._unverified.setdefault(pid, []).append((lo, hi, out, caught))
+                return
+            self._keep_or_redo(verdict, pid, lo, hi, out, caught)
+
+    def _verdict(self, pid):
+        """True (trusted), False (distrusted) or None (not known yet)."""
+        if not CHECK_WORKER_OUTPUTS or pid in self.trusted:
+            return True
+        if pid in self.distrusted:
+            return False
+        if self.probe_output is None:
+            return None
         try:
-            agrees = tail_agrees(probe_out, self.probe_output, 0, self.probe_stop)
-        except Exception:
+            agrees = tail_agrees(
+                self._worker_probes.pop(pid), self.probe_output, 0, self.probe_stop
+            )
+        except Exception:  # no probe output from it, or not comparable
             agrees = False
-        if agrees:
-            self.trusted.add(pid)
-        else:
-            self.distrusted.add(pid)
+        (self.trusted if agrees else self.distrusted).add(pid)
+        if not agrees:
             self.distrust_reason = RuntimeError(
                 f"worker process {pid} computed other outputs than the calling "
                 "thread for the same rows (a model reading module-level state "
                 "set at run time sees it afresh in a new process); its rows "
                 "were redone in the calling thread"
             )
+        return agrees
+
+    def _keep_or_redo(self, trusted, pid, lo, hi, out, caught):
+        if trusted:
+            self.outputs.add(lo, out, hi - lo)
+            self.record.add_rows(f"process-{pid}", hi - lo)
+            self.report(hi - lo, worker=f"process-{pid}")
+            self.warnings += caught
+        else:
+            self.failed.append((lo, hi, self.distrust_reason))
+            self._stop_feeding = True
+
+    def _caller_probe_done(self):
+        """The caller's probe output exists: judge the workers waiting on it."""
+        with self._check_lock:
+            self.probe_output = self.outputs.get(0)
+            waiting, self._unverified = self._unverified, {}
+            for pid, chunks in waiting.items():
+                verdict = self._verdict(pid)
+                for chunk in chunks:
+                    self._keep_or_redo(verdict, pid, *chunk)
 
     # -- caller side
     def run(self):
@@ -408,6 +396,9 @@ class ProcessRun:
                 self._stop_feeding = True
                 self.failed.append((None, None, exc))
             with limit_process_pools(self.inner):
+                if self.caller_first is not None:
+                    self.caller_first()
+                self._caller_probe_done()
                 if CALLER_TAKES_ROWS:
                     run_in_caller(
                         self.call, self.X, self.cursor, self.outputs, self.report,

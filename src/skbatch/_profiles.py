@@ -1,0 +1,137 @@
+"""What earlier calls learned about a model, so later calls skip measuring.
+
+The first call of a model's method measures it (see :mod:`skbatch._measure`)
+and chooses an execution; the result is kept here as a :class:`Profile`, keyed
+by the model object, the method, the number of workers and the kind of input.
+A later call with the same key starts its workers at once, with chunks sized
+from the kept costs: no calibration, no waiting. What the later calls observe
+keeps the profile honest: an execution that ran slower than the measured
+serial speed is dropped for the calling thread alone, and every profile is
+measured afresh after :data:`REUSES` calls (the machine's load, or the model,
+may have changed). A profile only ever changes speed, never results: outputs
+are checked on every call, whatever the profile says.
+
+Profiles live as long as their model: the key holds a weak reference, so a
+model that is garbage-collected takes its profiles with it.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass, field
+
+from skbatch._measure import Costs
+
+#: A profile serves this many calls, then the next call measures afresh.
+REUSES = 20
+#: A parallel execution observed slower than this many times the serial speed
+#: is given up for the calling thread alone.
+MIN_OBSERVED_SPEEDUP = 0.97
+
+
+@dataclass
+class Profile:
+    """The costs and execution an earlier call found for a model's method."""
+
+    path: str  # "threads", "processes" or "in-process"
+    costs: Costs
+    gil_share: float | None
+    reasons: list = field(default_factory=list)
+    uses: int = 0
+
+
+_lock = threading.Lock()
+#: id(model) -> (weak reference to the model, {subkey: Profile})
+_profiles: dict[int, tuple[weakref.ref, dict]] = {}
+
+
+def _owner(model):
+    # A FrozenEstimator is usually made afresh around the same fitted model
+    # for each call; the model inside is what the costs belong to.
+    from sklearn.frozen import FrozenEstimator
+
+    while isinstance(model, FrozenEstimator):
+        model = model.estimator
+    return model
+
+
+def input_signature(X) -> tuple:
+    """What about an input changes a model's costs per row, besides its rows:
+    the container, the dtype and the shape of one row."""
+    dtype = getattr(X, "dtype", None)
+    shape = getattr(X, "shape", None)
+    return (
+        type(X).__module__,
+        type(X).__qualname__,
+        None if dtype is None else str(dtype),
+        None if shape is None else tuple(shape[1:]),
+    )
+
+
+def _forget(owner_id: int, ref) -> None:
+    with _lock:
+        entry = _profiles.get(owner_id)
+        if entry is not None and entry[0] is ref:
+            del _profiles[owner_id]
+
+
+def recall(model, method: str, X, n_workers: int) -> Profile | None:
+    """The profile an earlier call left for this model, method and input, or
+    None (none kept, or it has served :data:`REUSES` calls)."""
+    owner = _owner(model)
+    subkey = (method, n_workers, input_signature(X))
+    with _lock:
+        entry = _profiles.get(id(owner))
+        if entry is None or entry[0]() is not owner:
+            return None
+        profile = entry[1].get(subkey)
+        if profile is None:
+            return None
+        if profile.uses >= REUSES:
+            del entry[1][subkey]
+            return None
+        profile.uses += 1
+        return profile
+
+
+def remember(model, method: str, X, n_workers: int, profile: Profile) -> None:
+    """Keep ``profile`` for later calls (a model that cannot be weakly
+    referenced is not remembered: every call measures it)."""
+    owner = _owner(model)
+    subkey = (method, n_workers, input_signature(X))
+    owner_id = id(owner)
+    with _lock:
+        entry = _profiles.get(owner_id)
+        if entry is None or entry[0]() is not owner:
+            try:
+                ref = weakref.ref(owner, lambda r, i=owner_id: _forget(i, r))
+            except TypeError:
+                return
+            entry = (ref, {})
+            _profiles[owner_id] = entry
+        entry[1][subkey] = profile
+
+
+def observe(profile: Profile, path: str, speedup: float | None) -> str | None:
+    """Update ``profile`` with the speed-up a call observed on ``path`` (over
+    the measured serial speed); returns why the profile's path changed, if it
+    did."""
+    if speedup is None or path != profile.path or path == "in-process":
+        return None
+    if speedup >= MIN_OBSERVED_SPEEDUP:
+        return None
+    with _lock:
+        profile.path = "in-process"
+        reason = (
+            f"{path} ran at {speedup:.2f}x the serial speed in an earlier call: "
+            "calling thread alone"
+        )
+        profile.reasons = [reason]
+    return reason
+
+
+def clear() -> None:
+    """Forget every profile (the next call of each model measures afresh)."""
+    with _lock:
+        _profiles.clear()
