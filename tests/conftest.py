@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_iris
 
+import skbatch
 from skbatch import _progress
 
 
@@ -85,8 +86,6 @@ def bars(monkeypatch):
 def fresh_measurements():
     """Each test measures its models afresh: what an earlier test's call
     learned about a model must not decide this one's path."""
-    from skbatch import _profiles
-
-    _profiles.clear()
+    skbatch.forget_measurements()
     yield
-    _profiles.clear()
+    skbatch.forget_measurements()

@@ -16,6 +16,7 @@ from estimators_for_tests import (
 from numpy.testing import assert_array_equal
 from sklearn.frozen import FrozenEstimator
 
+import skbatch
 from skbatch import BatchedPredictor, BatchedTransformer, _engine
 
 
@@ -148,8 +149,9 @@ def test_gil_bound_predict_goes_to_worker_processes(
     monkeypatch.setattr(_engine, "MIN_PROCESS_SECONDS", 0.0)
     monkeypatch.setattr(_engine, "MIN_PARALLEL_SECONDS", 0.0)
     monkeypatch.setattr(_engine, "expected_start_seconds", lambda: 0.0)
-    X = np.tile(X, (2, 1))
-    batched = BatchedPredictor(WhereAmIClassifier(work=20_000), n_jobs=2).fit(X)
+    # The probe must last long enough for the watcher to see the GIL (five
+    # switch intervals): about 60 ms here.
+    batched = BatchedPredictor(WhereAmIClassifier(work=50_000), n_jobs=2).fit(X)
     pids, _ = _where(batched, X)
     report = batched.last_call_
     assert report.path == "processes", report.reasons
@@ -639,3 +641,16 @@ def test_start_workers_accepts_what_n_jobs_accepts():
 
     assert skbatch.start_workers(None) >= 0
     assert skbatch.start_workers(np.int64(2)) == 1
+
+
+def test_forget_measurements_makes_the_next_call_measure_afresh():
+    from estimators_for_tests import SleepyRegressor
+
+    X = np.arange(3000.0).reshape(-1, 1)
+    batched = BatchedPredictor(FrozenEstimator(SleepyRegressor().fit(X)), n_jobs=2)
+    batched.predict(X)
+    batched.predict(X)
+    assert batched.last_call_.measured == "recalled"
+    skbatch.forget_measurements()
+    batched.predict(X)
+    assert batched.last_call_.measured == "this call"

@@ -5,6 +5,7 @@ import threading
 import numpy as np
 import pytest
 from estimators_for_tests import InterruptingClassifier, WhereAmIClassifier
+from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 
 from skbatch import BatchedPredictor, _engine
@@ -214,3 +215,25 @@ def test_late_messages_from_an_earlier_call_are_ignored(bars):
         ProgressReporter(reporter._channel, token="earlier-call")(7)
         reporter(10)
     assert bars[1].n == 10
+
+
+def test_tiny_input_with_progress_is_one_call_and_starts_no_thread(iris, bars):
+    from estimators_for_tests import CallCountingRegressor
+
+    X, _ = iris
+    model = CallCountingRegressor().fit(X)
+    batched = BatchedPredictor(FrozenEstimator(model), n_jobs=2, progress=True)
+    threads_before = threading.active_count()
+    batched.predict(X[:100])
+    assert model.n_calls_ == 1
+    assert batched.last_call_.path == "direct"
+    assert [(bar.n, bar.total, bar.closed) for bar in bars] == [(100, 100, True)]
+    assert threading.active_count() == threads_before
+
+
+def test_tiny_input_bar_is_closed_at_zero_when_the_call_fails(iris, bars):
+    X, y = iris
+    batched = BatchedPredictor(LogisticRegression(), progress=True).fit(X, y)
+    with pytest.raises(ValueError, match="features"):
+        batched.predict(X[:10, :3])
+    assert [(bar.n, bar.closed) for bar in bars] == [(0, True)]

@@ -9,6 +9,7 @@ def test_public_names():
         "CallReport",
         "SerialFallbackWarning",
         "__version__",
+        "forget_measurements",
         "start_workers",
     ]
     for name in skbatch.__all__:

@@ -4,6 +4,7 @@ from skbatch._errors import SerialFallbackWarning
 from skbatch._plan import CallReport
 from skbatch._pool import start_workers
 from skbatch._predictor import BatchedPredictor, BatchedTransformer
+from skbatch._profiles import forget_measurements
 
 __version__ = "0.1.0.dev0"
 
@@ -13,5 +14,6 @@ __all__ = [
     "CallReport",
     "SerialFallbackWarning",
     "__version__",
+    "forget_measurements",
     "start_workers",
 ]

@@ -66,7 +66,7 @@ from skbatch._pool import (
     release_model,
     workers_alive,
 )
-from skbatch._progress import ProgressMonitor
+from skbatch._progress import ProgressMonitor, single_call_bar
 from skbatch._schedule import (
     Outputs,
     ProcessRun,
@@ -210,11 +210,16 @@ def run(
             # None (not splittable) or 0 rows: the estimator decides, serially.
             record.reasons.append("input not split into rows: one plain call")
             return call(X)
-        if progress is None and n < 2 * PROBE_ROWS:
-            # Nothing to split or show: exactly the serial call, at its cost
-            # (the workers allowed do not matter, so are not even resolved).
+        if n < 2 * PROBE_ROWS:
+            # Nothing to split: exactly the serial call, at its cost (the
+            # workers allowed do not matter, so are not even resolved).
             record.reasons.append(f"under {2 * PROBE_ROWS} rows: one plain call")
-            return call(X)
+            if progress is None:
+                return call(X)
+            with single_call_bar(n, call.label) as done:
+                result = call(X)
+                done()
+            return result
         kind, n_workers = resolve_workers(n_jobs, backend)
         record.n_workers = n_workers
         return _run(call, X, n, kind, n_workers, backend, batch_size, progress, record)

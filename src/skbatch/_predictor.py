@@ -180,16 +180,19 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
     Notes
     -----
     The first rows of every call run in the calling thread, and are checked to
-    be row-wise. The calling thread then times chunks of growing size, and,
-    unless a backend was asked for, runs two chunks at once on two threads:
-    when that is faster, the model releases the GIL and threads are used;
-    when it is not and one core was busy, the model holds the GIL and worker
-    processes are used if enough work is left to pay for them; otherwise the
-    calling thread goes on alone (a model that already keeps every core busy,
-    or too little work to share). The calling thread always works too, so a
-    call does not wait for worker processes to start. Workers and their
-    native BLAS/OpenMP pools together use at most one thread per core.
-    ``verbose`` and :attr:`last_call_` say what was chosen and why.
+    be row-wise. Unless a backend was asked for, a watcher thread meanwhile
+    sees whether the model holds the GIL: if it does (pure Python), worker
+    processes are used when enough work is left to pay for them; if not,
+    threads, after the calling thread has timed chunks of growing size to
+    size theirs. A model whose parallel run turned out slower than serial
+    (one that already keeps every core busy) runs in the calling thread alone
+    from its next call on. What the first call measured serves the model's
+    next calls, which start their workers at once
+    (:func:`skbatch.forget_measurements` forgets it). The calling thread
+    always works too, so a call does not wait for worker processes to start.
+    Workers and their native BLAS/OpenMP pools together use at most one
+    thread per core. ``verbose`` and :attr:`last_call_` say what was chosen
+    and why.
 
     Worker processes outlive the call and keep the model they loaded: a later
     call with the same, unchanged model neither sends nor loads it again.

@@ -131,7 +131,21 @@ def observe(profile: Profile, path: str, speedup: float | None) -> str | None:
     return reason
 
 
-def clear() -> None:
-    """Forget every profile (the next call of each model measures afresh)."""
+def forget_measurements() -> None:
+    """Forget what earlier calls measured about every model.
+
+    skbatch keeps, for each fitted model object, the costs and execution its
+    first call measured, and reuses them for the next calls of the same
+    method, number of workers and kind of input (see the user guide). Call
+    this after something changed that the measurements cannot see, such as
+    the machine's load or a model refitted in place, so that the next call of
+    each model measures afresh. Results never depend on the measurements;
+    only the speed does.
+
+    Examples
+    --------
+    >>> import skbatch
+    >>> skbatch.forget_measurements()
+    """
     with _lock:
         _profiles.clear()

@@ -14,6 +14,7 @@ and on ``KeyboardInterrupt``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import queue
@@ -60,6 +61,19 @@ def _forget_manager_after_fork():
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_manager_after_fork)
+
+
+@contextlib.contextmanager
+def single_call_bar(total, desc=None):
+    """A bar for rows computed by one call in the calling thread: yields a
+    function to call once the rows are done. No queue, no listener thread:
+    there is nothing to report from elsewhere, and a small input's call may
+    take less time than starting a thread."""
+    bar = tqdm(total=total, desc=desc, unit="rows")
+    try:
+        yield lambda: bar.update(total - bar.n)
+    finally:
+        bar.close()
 
 
 class ProgressReporter:
