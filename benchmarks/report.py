@@ -134,6 +134,16 @@ def write_docs(payload, workloads, tools):
         "*MB*: peak resident memory of all processes; *same*: output equal to "
         "serial's.",
         "",
+        *(
+            [
+                "Rerun later, after a change, all tools again: "
+                + ", ".join(f"{w} ({when})" for w, when in payload["rerun"].items())
+                + ".",
+                "",
+            ]
+            if payload.get("rerun")
+            else []
+        ),
         *targets_table(results),
         ".. include:: benchmark_notes.inc",
         "",

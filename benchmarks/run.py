@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -149,6 +150,11 @@ def machine():
     }
 
 
+#: A pair that has not finished after this many seconds is hung (mpire forks
+#: after OpenMP ran in the parent, which can deadlock the child).
+PAIR_TIMEOUT = 600
+
+
 def run_pair(workload, tool, scale, repeats, reference, save_to=None):
     command = [
         sys.executable,
@@ -165,10 +171,24 @@ def run_pair(workload, tool, scale, repeats, reference, save_to=None):
         command += ["--reference", reference]
     if save_to:
         command += ["--save", save_to]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
-    if done.returncode != 0:
-        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr else "?"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    # Own session, so that a hung tool's worker processes go with it.
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=PAIR_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        return {"error": f"hung: no result after {PAIR_TIMEOUT} s, killed"}
+    if process.returncode != 0:
+        last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
+        return {"error": last or f"exit status {process.returncode}"}
+    return json.loads(stdout.strip().splitlines()[-1])
 
 
 def main(argv=None):
@@ -179,6 +199,11 @@ def main(argv=None):
     parser.add_argument("--only", default="", help="comma-separated workloads")
     parser.add_argument("--tools", default="", help="comma-separated tools")
     parser.add_argument("--no-docs", action="store_true")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="with --only (all tools): replace those workloads in latest.json",
+    )
     parser.add_argument(
         "--render", action="store_true", help="only rewrite the docs from latest.json"
     )
@@ -236,6 +261,19 @@ def main(argv=None):
         "repeats": args.repeats,
         "results": results,
     }
+    if args.merge:
+        # Whole workloads (every tool, paired with its own serial run) replace
+        # theirs in the full results; each workload records when it ran.
+        if args.tools or not args.only:
+            parser.error("--merge takes --only workloads with every tool")
+        full = json.loads((out_dir / "latest.json").read_text())
+        if full["scale"] != scale or full["repeats"] != args.repeats:
+            parser.error("--merge needs the scale and repeats of latest.json")
+        full["results"].update(results)
+        full.setdefault("rerun", {}).update(
+            {w: time.strftime("%Y-%m-%d %H:%M") for w in workloads}
+        )
+        payload, partial = full, False
     # A partial run (--only, --tools) never replaces the full results.
     name = "partial.json" if partial else "latest.json"
     (out_dir / name).write_text(json.dumps(payload, indent=2))

@@ -51,12 +51,17 @@ def test_a_profile_is_measured_afresh_after_its_reuses():
     assert _profiles.recall(model, "predict", X, 2) is None
 
 
-def test_a_slow_parallel_run_gives_up_its_path():
+def test_slow_parallel_runs_in_a_row_give_up_their_path():
     profile = _profile("threads")
     assert _profiles.observe(profile, "threads", 1.4) is None
     assert profile.path == "threads"
+    # One slow call may be noise; a fast one in between starts the count over.
+    assert _profiles.observe(profile, "threads", 0.8) is None
+    assert _profiles.observe(profile, "threads", 1.2) is None
+    assert _profiles.observe(profile, "threads", 0.8) is None
+    assert profile.path == "threads"
     why = _profiles.observe(profile, "threads", 0.8)
-    assert "0.80x" in why
+    assert "0.80x" in why and "2 earlier calls in a row" in why
     assert profile.path == "in-process"
     # A run on another path than the profile's (forced by a backend) says
     # nothing about the profile's own.

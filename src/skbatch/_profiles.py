@@ -28,6 +28,8 @@ REUSES = 20
 #: A parallel execution observed slower than this many times the serial speed
 #: is given up for the calling thread alone.
 MIN_OBSERVED_SPEEDUP = 0.97
+#: ... in this many calls in a row.
+SLOW_CALLS = 2
 
 
 @dataclass
@@ -39,6 +41,7 @@ class Profile:
     gil_share: float | None
     reasons: list = field(default_factory=list)
     uses: int = 0
+    slow_calls: int = 0
 
 
 _lock = threading.Lock()
@@ -116,16 +119,22 @@ def remember(model, method: str, X, n_workers: int, profile: Profile) -> None:
 def observe(profile: Profile, path: str, speedup: float | None) -> str | None:
     """Update ``profile`` with the speed-up a call observed on ``path`` (over
     the measured serial speed); returns why the profile's path changed, if it
-    did."""
+    did. One slow call can be the machine's noise (another program took a
+    core for a moment): the path is given up after :data:`SLOW_CALLS` slow
+    calls in a row."""
     if speedup is None or path != profile.path or path == "in-process":
         return None
-    if speedup >= MIN_OBSERVED_SPEEDUP:
-        return None
     with _lock:
+        if speedup >= MIN_OBSERVED_SPEEDUP:
+            profile.slow_calls = 0
+            return None
+        profile.slow_calls += 1
+        if profile.slow_calls < SLOW_CALLS:
+            return None
         profile.path = "in-process"
         reason = (
-            f"{path} ran at {speedup:.2f}x the serial speed in an earlier call: "
-            "calling thread alone"
+            f"{path} ran at {speedup:.2f}x the serial speed in {SLOW_CALLS} "
+            "earlier calls in a row: calling thread alone"
         )
         profile.reasons = [reason]
     return reason
