@@ -5,7 +5,7 @@ import pytest
 from sklearn.datasets import load_iris
 
 import skbatch
-from skbatch import _progress
+from skbatch import _progress, _progress_display
 
 
 @pytest.fixture(scope="session")
@@ -57,11 +57,15 @@ class RecordingBar:
         self.closed = False
         self.postfix = ""
         self.postfixes = []
+        self.overshot = False
+        self.kwargs = kwargs
         RecordingBar.instances.append(self)
 
     def update(self, n=1):
         self.n += n
         self.updates.append(n)
+        if self.total is not None and self.n > self.total:
+            self.overshot = True
 
     def set_postfix_str(self, text="", refresh=True):
         self.postfix = text
@@ -69,6 +73,12 @@ class RecordingBar:
 
     def set_description(self, desc=None, refresh=True):
         self.desc = desc
+
+    def refresh(self):
+        pass
+
+    def __str__(self):
+        return f"{self.desc}: {self.n}/{self.total}"
 
     def close(self):
         self.closed = True
@@ -79,6 +89,8 @@ def bars(monkeypatch):
     """Replace tqdm in skbatch._progress; yields the list of bars created."""
     RecordingBar.instances = []
     monkeypatch.setattr(_progress, "tqdm", RecordingBar)
+    # Drawn as on a terminal (pytest captures stderr, which is not one).
+    monkeypatch.setattr(_progress_display, "output_kind", lambda *args: "terminal")
     return RecordingBar.instances
 
 

@@ -3,6 +3,7 @@
 import os
 import threading
 import warnings
+from typing import ClassVar
 
 import joblib
 import numpy as np
@@ -654,3 +655,28 @@ def test_forget_measurements_makes_the_next_call_measure_afresh():
     skbatch.forget_measurements()
     batched.predict(X)
     assert batched.last_call_.measured == "this call"
+
+
+@pytest.mark.parametrize("backend", [None, "threading", "sequential", "loky"])
+def test_no_chunk_after_the_probe_gets_more_than_batch_size_rows(backend):
+    from estimators_for_tests import SleepyRegressor
+
+    class SizeRecorder(SleepyRegressor):
+        sizes: ClassVar[list] = []
+
+        def predict(self, X):
+            SizeRecorder.sizes.append(len(X))
+            return super().predict(X)
+
+    SizeRecorder.sizes = []
+    X = np.arange(3000.0).reshape(-1, 1)
+    batched = BatchedPredictor(
+        SizeRecorder(seconds_per_row=1e-5), n_jobs=2, batch_size=50, backend=backend
+    ).fit(X)
+    assert_array_equal(batched.predict(X), X[:, 0])
+    # Sizes seen in this process (worker processes have their own list): the
+    # row-wise check (the probe's last 31 rows alone, then the first 64
+    # rows) whatever the batch size, then chunks of at most batch_size rows.
+    tail, probe, *chunks = SizeRecorder.sizes
+    assert (tail, probe) == (31, 64)
+    assert all(size <= 50 for size in chunks)

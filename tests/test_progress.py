@@ -160,50 +160,42 @@ def test_counts_with_empty_and_tiny_inputs(bars):
     assert bars[0].n == 1 and bars[0].closed
 
 
-def test_forked_child_starts_its_own_manager(bars):
+def _children():
     import multiprocessing
-    import os
 
-    if not hasattr(os, "fork"):
-        pytest.skip("no fork on this platform")
-    from skbatch import _progress
+    return {p.pid for p in multiprocessing.active_children()}
 
+
+def test_manager_lives_exactly_as_long_as_its_call(bars):
+    before = _children()
     with ProgressMonitor(5, mode="overall", cross_process=True) as monitor:
+        assert _children() - before  # the queue's server
         monitor.reporter(5)
-    parent_manager = _progress._manager
-    assert parent_manager is not None
-
-    def child(queue):
-        # The parent's manager is not ours: a child must not touch it.
-        queue.put(_progress._manager is None)
-
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.SimpleQueue()
-    process = ctx.Process(target=child, args=(queue,))
-    process.start()
-    process.join(30)
-    assert process.exitcode == 0
-    assert queue.get() is True
+    assert _children() - before == set()
+    with pytest.raises(KeyboardInterrupt):
+        with ProgressMonitor(5, mode="overall", cross_process=True) as monitor:
+            raise KeyboardInterrupt
+    assert _children() - before == set()
+    assert not monitor.listening
+    assert all(bar.closed for bar in bars)
 
 
-def test_manager_queues_are_reused_not_leaked(iris, bars):
-    from skbatch import _progress
-
+def test_cross_process_backend_counts_every_call_and_leaves_no_manager(iris, bars):
     X, y = iris
     model = LogisticRegression(max_iter=500).fit(X, y)
-    from sklearn.frozen import FrozenEstimator
-
     batched = BatchedPredictor(
         FrozenEstimator(model),
         n_jobs=2,
         batch_size=100,
         backend="multiprocessing",
-        progress=True,
+        progress="workers",
     )
+    before = _children()
     for _ in range(3):
         batched.predict(X)
-    assert len(_progress._free_queues) == 1  # one queue, reused by every call
-    assert all(bar.n == len(X) for bar in bars)
+    assert _children() - before == set()
+    overall = [bar for bar in bars if bar.total == len(X)]
+    assert len(overall) == 3 and all(bar.n == len(X) for bar in overall)
 
 
 def test_late_messages_from_an_earlier_call_are_ignored(bars):
@@ -211,7 +203,7 @@ def test_late_messages_from_an_earlier_call_are_ignored(bars):
         first.reporter(10)
     with ProgressMonitor(10, mode="overall", cross_process=True) as second:
         reporter = second.reporter
-        # An old reporter on the same (reused) queue: its rows are not ours.
+        # An old reporter on the same queue: its rows are not ours.
         ProgressReporter(reporter._channel, token="earlier-call")(7)
         reporter(10)
     assert bars[1].n == 10

@@ -9,6 +9,7 @@ def test_public_names():
         "CallReport",
         "SerialFallbackWarning",
         "__version__",
+        "batch_process",
         "forget_measurements",
         "start_workers",
     ]

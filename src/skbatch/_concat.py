@@ -15,10 +15,17 @@ from skbatch._errors import NotRowWiseError
 from skbatch._indexing import is_pandas, is_polars, is_sparse, num_rows, take_rows
 
 
+class RowList(list):
+    """A list with one entry per input row, whatever the entries are (arrays
+    as long as the chunk included): joined by chaining, never read as one
+    output per list entry."""
+
+
 def _is_per_output_sequence(part, n_rows: int) -> bool:
     """A list whose every element is an array with one row per input row."""
     return (
         isinstance(part, list)
+        and not isinstance(part, RowList)
         and len(part) > 0
         and all(
             getattr(item, "ndim", 0) >= 1 and num_rows(item) == n_rows for item in part
@@ -69,6 +76,8 @@ def concat_parts(parts: list, n_rows: list[int]):
         return [
             concat_parts([part[i] for part in parts], n_rows) for i in range(len(first))
         ]
+    if isinstance(first, RowList):
+        return RowList(itertools.chain.from_iterable(parts))
     if isinstance(first, list):
         return list(itertools.chain.from_iterable(parts))
     if isinstance(first, np.ndarray):

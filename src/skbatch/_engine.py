@@ -173,6 +173,8 @@ def run(
     verbose=0,
     label=None,
     record=None,
+    bar_options=None,
+    repeatable=True,
 ):
     """Return ``getattr(model, method)(X, **params)``, computed in batches.
 
@@ -197,10 +199,17 @@ def run(
         Name shown in progress bars, notes and messages.
     record : CallReport or None
         Filled in with what the call did; a new one if None.
+    bar_options : dict or None
+        tqdm options for the bars, already checked.
+    repeatable : bool
+        Whether rows may be computed more than once (checks of row-wise-ness
+        and of worker processes, one whole-input call after a failure).
+        False for plain functions, which may have side effects: each row is
+        computed exactly once and errors are raised as they are.
     """
     started = time.perf_counter()
     label = label or f"{type(model).__name__}.{method}"
-    call = MethodCall(model, method, params, label)
+    call = MethodCall(model, method, params, label, repeatable)
     n = num_rows(X)
     if record is None:
         record = CallReport(label, n)
@@ -216,21 +225,26 @@ def run(
             record.reasons.append(f"under {2 * PROBE_ROWS} rows: one plain call")
             if progress is None:
                 return call(X)
-            with single_call_bar(n, call.label) as done:
+            with single_call_bar(n, call.label, bar_options) as done:
                 result = call(X)
                 done()
             return result
         kind, n_workers = resolve_workers(n_jobs, backend)
         record.n_workers = n_workers
-        return _run(call, X, n, kind, n_workers, backend, batch_size, progress, record)
+        return _run(
+            call, X, n, kind, n_workers, backend, batch_size, progress, record,
+            bar_options,
+        )  # fmt: skip
     finally:
         record.seconds = time.perf_counter() - started
         if verbose:
             print(record.summary())
 
 
-def _run(call, X, n, kind, n_workers, backend, batch_size, progress, record):
-    if progress is None and n_workers == 1:
+def _run(
+    call, X, n, kind, n_workers, backend, batch_size, progress, record, bar_options
+):  # fmt: skip
+    if progress is None and n_workers == 1 and batch_size is None:
         record.reasons.append("one worker: one plain call")
         return call(X)
 
@@ -247,6 +261,7 @@ def _run(call, X, n, kind, n_workers, backend, batch_size, progress, record):
         cross_process=cross_process,
         caller_works=kind != "joblib" and n_workers > 1,
         desc=call.label,
+        options=bar_options,
     ) as monitor:
         try:
             if kind == "joblib" and n_workers > 1:
@@ -260,10 +275,13 @@ def _run(call, X, n, kind, n_workers, backend, batch_size, progress, record):
             )  # fmt: skip
         except (TerminatedWorkerError, MemoryError):
             raise  # a worker died or memory ran out: one bigger call won't help
-        except NotRowWiseError as exc:
-            reason = str(exc)
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
+            if not call.repeatable:
+                raise  # a plain function's rows are never computed twice
+            if isinstance(exc, NotRowWiseError):
+                reason = str(exc)
+            else:
+                reason = f"{type(exc).__name__}: {exc}"
         record.path = "whole-input fallback"
         record.reasons.append(f"one call on the whole input instead: {reason}")
         try:
@@ -282,26 +300,38 @@ def _run(call, X, n, kind, n_workers, backend, batch_size, progress, record):
     return result
 
 
-def _probe_stop(n, n_workers, X_rows) -> int:
-    """Where the probe ends: no tiny remainder after it (small inputs are one
-    call), and with one worker, a whole chunk."""
-    if n_workers == 1:
-        stop = min(n, chunk_rows_for(n, row_nbytes(X_rows)))
+def _probe_stop(n, n_workers, X_rows, batch_size=None, checked=True) -> int:
+    """Where the probe ends: with one worker, a whole chunk (``batch_size``
+    rows, if set); else :data:`PROBE_ROWS` rows. A ``checked`` method is
+    checked for row-wise-ness on at least :data:`PROBE_ROWS` rows whatever
+    the batch size; a plain function (not checked) never gets more than
+    ``batch_size`` items per call. Without ``batch_size``, no tiny remainder
+    is left after the probe (small inputs are one call)."""
+    if n_workers > 1:
+        stop = PROBE_ROWS
+    elif batch_size is None:
+        stop = chunk_rows_for(n, row_nbytes(X_rows))
     else:
-        stop = min(n, PROBE_ROWS)
+        stop = batch_size
+    if batch_size is not None:
+        stop = max(stop, PROBE_ROWS) if checked else min(stop, batch_size)
+        return min(n, stop)
+    stop = min(n, stop)
     return n if n - stop < PROBE_ROWS else stop
 
 
-def _probe(call, X_rows, n, n_workers, report, record, outputs=None):
+def _probe(call, X_rows, n, n_workers, report, record, outputs=None, batch_size=None):
     """Run the probe rows in the calling thread and check the method is
     row-wise on them.
 
     Returns ``(probe_stop, output, seconds)``: where the probe ended, its
     output (also added to ``outputs``, if given), and how long its call took.
     """
-    probe_stop = _probe_stop(n, n_workers, X_rows)
-    tail = _run_tail(call, X_rows, probe_stop) if probe_stop < n else None
+    probe_stop = _probe_stop(n, n_workers, X_rows, batch_size, call.repeatable)
+    checked = probe_stop < n and call.repeatable
+    tail = _run_tail(call, X_rows, probe_stop) if checked else None
     rows = copy_rows(X_rows, 0, probe_stop)
+    report.took(probe_stop)
     started = time.perf_counter()
     first = call(rows)
     seconds = time.perf_counter() - started
@@ -335,7 +365,9 @@ def _run_measured(call, X_rows, n, kind, n_workers, batch_size, report, record):
     outputs = Outputs()
     clock = _PhaseClock(record)
     if n_workers == 1 or kind == "serial":
-        probe_stop, _, _ = _probe(call, X_rows, n, n_workers, report, record, outputs)
+        probe_stop, _, _ = _probe(
+            call, X_rows, n, n_workers, report, record, outputs, batch_size
+        )
         clock.lap("probe")
         if probe_stop < n:
             record.path = "in-process"
@@ -350,7 +382,9 @@ def _run_measured(call, X_rows, n, kind, n_workers, batch_size, report, record):
 
     profile = _profiles.recall(call.model, call.method, X_rows, n_workers)
     if profile is not None and (kind != "auto" or profile.path is not None):
-        plan = _recalled_plan(profile, X_rows, n, kind, n_workers, batch_size, record)
+        plan = _recalled_plan(
+            profile, call, X_rows, n, kind, n_workers, batch_size, record
+        )
     else:
         plan, profile = _measure(
             call, X_rows, n, kind, n_workers, batch_size, outputs, report, record,
@@ -367,9 +401,9 @@ def _run_measured(call, X_rows, n, kind, n_workers, batch_size, report, record):
     )  # fmt: skip
 
 
-def _recalled_plan(profile, X_rows, n, kind, n_workers, batch_size, record):
+def _recalled_plan(profile, call, X_rows, n, kind, n_workers, batch_size, record):
     """The plan for a call whose model was measured in an earlier call."""
-    probe_stop = _probe_stop(n, n_workers, X_rows)
+    probe_stop = _probe_stop(n, n_workers, X_rows, batch_size, call.repeatable)
     costs = profile.costs
     record.gil_share = profile.gil_share
     record.serial_rows_per_second = 1.0 / max(costs.per_row, 1e-12)
@@ -396,7 +430,7 @@ def _measure(
     idle_before, watch_started = idle_cpu_seconds(), time.perf_counter()
     with watch if watch is not None else contextlib.nullcontext():
         probe_stop, _, probe_seconds = _probe(
-            call, X_rows, n, n_workers, report, record, outputs
+            call, X_rows, n, n_workers, report, record, outputs, batch_size
         )
         clock.lap("probe")
         position = probe_stop
@@ -408,7 +442,7 @@ def _measure(
         if position < n and not (watch is not None and holds_gil(watch.gil_share())):
             position, costs = _calibrate(
                 call, X_rows, n, position, (probe_stop, probe_seconds), outputs,
-                report, record, watch,
+                report, record, watch, batch_size,
             )  # fmt: skip
             clock.lap("calibration")
     watched = time.perf_counter() - watch_started
@@ -463,19 +497,20 @@ def _measure(
 
 
 def _calibrate(
-    call, X_rows, n, position, probe_point, outputs, report, record, watch
+    call, X_rows, n, position, probe_point, outputs, report, record, watch,
+    batch_size,
 ):  # fmt: skip
-    """Time chunks of growing size in the calling thread, from ``position``,
-    until one takes long enough to show the cost per row. Returns the new
-    position and the fitted :class:`Costs`."""
-    max_rows = _rows_within_bytes(X_rows, n)
+    """Time chunks of growing size (up to ``batch_size`` rows, if set) in the
+    calling thread, from ``position``, until one takes long enough to show the
+    cost per row. Returns the new position and the fitted :class:`Costs`."""
+    max_rows = min(_rows_within_bytes(X_rows, n), batch_size or n)
     probe_rows, probe_seconds = probe_point
     long_enough = max(CALIBRATE_SECONDS, CALIBRATE_OVER_PROBE * probe_seconds)
     large = probe_point
     size = CALIBRATE_GROWTH * probe_rows
     while position < n:
         size = min(size, max_rows, n - position)
-        if n - position - size < PROBE_ROWS:
+        if n - position - size < PROBE_ROWS and batch_size is None:
             size = n - position
         wall, _ = timed(
             compute_chunk, call, X_rows, position, position + size, outputs,
@@ -546,7 +581,7 @@ def _execute(
     if plan.probe_pending:
 
         def caller_first():
-            _probe(call, X_rows, n, n_workers, report, record, outputs)
+            _probe(call, X_rows, n, n_workers, report, record, outputs, batch_size)
             clock.lap("probe")
 
     else:
@@ -639,7 +674,8 @@ def _run_processes(
             call, X_rows, cursor, outputs, report, record,
             executor=get_executor(n_workers - 1), n_processes=n_workers - 1,
             inner=inner, ref=ref, memmap=memmap, config=config,
-            filters=pack_filters(), probe_rows=copy_rows(X_rows, 0, probe_stop),
+            filters=pack_filters(),
+            probe_rows=copy_rows(X_rows, 0, probe_stop) if call.repeatable else None,
             caller_first=caller_first,
         ).run()  # fmt: skip
     finally:
@@ -680,7 +716,9 @@ def _run_joblib(call, X_rows, n, parallel, cross_process, batch_size, monitor, r
     label = call.label
     n_workers = parallel.n_jobs
     report = monitor.reporter
-    probe_stop, first, _ = _probe(call, X_rows, n, n_workers, report, record)
+    probe_stop, first, _ = _probe(
+        call, X_rows, n, n_workers, report, record, batch_size=batch_size
+    )
     parts, n_rows = [first], [probe_stop]
     _try_first_nonfinite_row(call, X_rows, probe_stop)
     if probe_stop == n:
@@ -767,6 +805,8 @@ def _try_first_nonfinite_row(call, X_rows, probe_stop):
     processes start, rather than in a worker. (Threads and the calling thread
     meet the row in its chunk, which fails the same way.) Runs on a copy.
     """
+    if not call.repeatable:
+        return  # the row would be computed twice
     bad_row = first_nonfinite_row(X_rows)
     if bad_row is not None and bad_row >= probe_stop:
         call(copy_rows(X_rows, bad_row, bad_row + 1))

@@ -39,6 +39,7 @@ from skbatch._base import SkbatchEstimator
 from skbatch._errors import SerialFallbackWarning
 from skbatch._indexing import num_rows
 from skbatch._plan import CallReport
+from skbatch._progress_display import validate_bar_options
 from skbatch._splittable import not_row_wise_reason, row_wise_score_metric
 
 #: Methods whose metadata is routed to the same method of the wrapped estimator.
@@ -148,6 +149,14 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
     progress : bool or {"overall", "workers"}, default=False
         Draw a ``tqdm.auto`` progress bar counting completed rows: ``True`` or
         ``"overall"`` draws one bar, ``"workers"`` adds one bar per worker.
+        Only the calling process draws; see the user guide's page on
+        progress.
+
+    progress_bar_kwargs : dict, default=None
+        tqdm options for the bars: ``desc``, ``file``, ``position`` (the line
+        of the overall bar; worker bars go below it), ``leave``, ``disable``,
+        ``mininterval``, ``unit``, ``colour``, ... ``total``, ``initial`` and
+        ``iterable`` are skbatch's to set.
 
     verbose : int, default=0
         Print what each call did, and why, when > 0.
@@ -225,6 +234,7 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
         "batch_size": [Integral, None],
         "backend": [str, None],
         "progress": ["boolean", StrOptions({"overall", "workers"})],
+        "progress_bar_kwargs": [dict, None],
         "verbose": ["verbose"],
     }
 
@@ -236,6 +246,7 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
         batch_size=None,
         backend=None,
         progress=False,
+        progress_bar_kwargs=None,
         verbose=0,
     ):
         self.estimator = estimator
@@ -243,6 +254,7 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
         self.batch_size = batch_size
         self.backend = backend
         self.progress = progress
+        self.progress_bar_kwargs = progress_bar_kwargs
         self.verbose = verbose
 
     # ------------------------------------------------------------ validation
@@ -260,12 +272,13 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
                     self.batch_size,
                     self.backend,
                     self.progress,
+                    self.progress_bar_kwargs,
                     self.verbose,
                 )
             ),
         )
         if snapshot in _VALIDATED:
-            return
+            return validate_bar_options(self.progress_bar_kwargs)
         self._validate_params()
         for name in ("n_jobs", "batch_size"):
             if isinstance(getattr(self, name), (bool, np.bool_)):
@@ -280,9 +293,11 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
         # Resolving the backend raises joblib's own error for an unknown backend
         # or n_jobs=0, now rather than at the first predict.
         _engine.resolve_n_workers(self.n_jobs, self.backend)
+        options = validate_bar_options(self.progress_bar_kwargs)
         if len(_VALIDATED) > 256:
             _VALIDATED.clear()
         _VALIDATED.add(snapshot)
+        return options
 
     def _fitted_estimator(self):
         if hasattr(self, "estimator_"):
@@ -338,7 +353,7 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
         return self
 
     def _batched(self, method, X, params):
-        self._check_params()
+        bar_options = self._check_params()
         estimator = self._fitted_estimator()
         label = f"{_display_name(estimator)}.{method}"
         record = CallReport(label, None)
@@ -373,6 +388,7 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
             verbose=self.verbose,
             label=f"{_display_name(estimator)}.{method}",
             record=record,
+            bar_options=bar_options,
         )
 
     @property
@@ -670,6 +686,9 @@ class BatchedTransformer(
 
     progress : bool or {"overall", "workers"}, default=False
         Draw ``tqdm.auto`` progress bars counting completed rows.
+
+    progress_bar_kwargs : dict, default=None
+        tqdm options for the bars; see :class:`BatchedPredictor`.
 
     verbose : int, default=0
         Print what each call did, and why, when > 0.

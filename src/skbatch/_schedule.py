@@ -25,7 +25,12 @@ from sklearn import config_context
 from skbatch._concat import check_rows, tail_agrees
 from skbatch._indexing import num_rows, protected_rows, take_rows
 from skbatch._threadlimits import limit_process_pools, limit_thread_openmp
-from skbatch._worker import add_note, run_process_chunk, worker_ready
+from skbatch._worker import (
+    ModelNotLoadedError,
+    add_note,
+    run_process_chunk,
+    worker_ready,
+)
 
 #: Tasks kept queued per worker process, so it never waits for the dispatcher.
 TASKS_PER_PROCESS = 2
@@ -129,6 +134,9 @@ class Outputs:
 
 
 def compute_chunk(call, X, lo, hi, outputs, report, record, worker):
+    # The caller reports as itself, like its probe rows: one bar for it.
+    reported_as = None if worker == "caller" else worker
+    report.took(hi - lo, worker=reported_as)
     try:
         out = call(protected_rows(X, lo, hi))
         check_rows(out, hi - lo, call.label)
@@ -137,8 +145,7 @@ def compute_chunk(call, X, lo, hi, outputs, report, record, worker):
         raise
     outputs.add(lo, out, hi - lo)
     record.add_rows(worker, hi - lo)
-    # The caller reports as itself, like its probe rows: one bar for it.
-    report(hi - lo, worker=None if worker == "caller" else worker)
+    report(hi - lo, worker=reported_as)
 
 
 def run_in_caller(call, X, cursor, outputs, report, record):
@@ -216,8 +223,9 @@ class ProcessRun:
         # with the caller's output for them (rows 0 to probe_stop). When the
         # caller computes its probe while the workers start (``caller_first``),
         # a worker's rows wait, unverified, until that output exists.
+        # No probe rows (a plain function, whose rows run once): no check.
         self.probe_rows = probe_rows
-        self.probe_stop = num_rows(probe_rows)
+        self.probe_stop = None if probe_rows is None else num_rows(probe_rows)
         self.probe_output = None
         self.caller_first = caller_first
         self.token = uuid.uuid4().hex
@@ -227,6 +235,7 @@ class ProcessRun:
         self._check_lock = threading.Lock()
         self.warnings = []
         self.failed = []  # (lo, hi, exception) a worker process raised
+        self.row_errors = []  # (lo, exception) raised by the method on rows
         self.fatal = None  # a dead worker: the pool is broken
         self.first_ready = None  # seconds until the first worker was ready
         self._completions = queue.SimpleQueue()
@@ -309,6 +318,8 @@ class ProcessRun:
                 # not load there, say).
                 self._stop_feeding = True
                 self.failed.append((lo, hi, exc))
+                if lo is not None and not isinstance(exc, ModelNotLoadedError):
+                    self.row_errors.append((lo, exc))  # the rows ran, and raised
                 with self._count_lock:
                     self._wake_caller_if_done()
             else:
@@ -338,7 +349,7 @@ class ProcessRun:
 
     def _verdict(self, pid):
         """True (trusted), False (distrusted) or None (not known yet)."""
-        if not CHECK_WORKER_OUTPUTS or pid in self.trusted:
+        if not CHECK_WORKER_OUTPUTS or self.probe_rows is None or pid in self.trusted:
             return True
         if pid in self.distrusted:
             return False
@@ -423,6 +434,10 @@ class ProcessRun:
                 dispatcher.join()
         if self.fatal is not None:
             raise self.fatal
+        if self.row_errors and not self.call.repeatable:
+            # Rows of a plain function are not redone: its first error (in
+            # row order, as a serial loop would meet it) is the call's.
+            raise min(self.row_errors, key=lambda error: error[0])[1]
         for lo, hi, _ in self.failed:
             if lo is not None:
                 with limit_process_pools(self.inner):

@@ -56,6 +56,10 @@ def _restore_model(token: str, data: bytes):
     return model
 
 
+class ModelNotLoadedError(WorkerError):
+    """A worker process could not load the model; none of the task's rows ran."""
+
+
 class _UnloadableModel:
     """Stands for a model that could not be unpickled in this worker."""
 
@@ -92,11 +96,15 @@ class SharedModel:
 class MethodCall:
     """``model.<method>(rows, **params)``, picklable with a shared model."""
 
-    def __init__(self, model, method: str, params: dict, label: str):
+    def __init__(self, model, method: str, params: dict, label: str, repeatable=True):
         self.model = model
         self.method = method
         self.params = params
         self.label = label
+        #: Whether rows may be computed more than once: to check the method is
+        #: row-wise and worker processes agree, or to redo them as one call on
+        #: the whole input. Not for plain functions, which may have effects.
+        self.repeatable = repeatable
 
     def __call__(self, X_rows):
         model = self.model.model if isinstance(self.model, SharedModel) else self.model
@@ -257,6 +265,13 @@ def run_process_chunk(
     method, params, label = call_spec
     try:
         model, loaded = load_model(ref)
+    except Exception as exc:
+        # No row ran: the caller may compute these rows itself.
+        raise ModelNotLoadedError(
+            f"the model could not be loaded in a worker process: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    try:
         X = rows.open() if isinstance(rows, MemmapRows) else rows
         with (
             config_context(**config),
@@ -267,7 +282,7 @@ def run_process_chunk(
             out = getattr(model, method)(X, **params)
             check_rows(out, stop - start, label)
             probe_out = None
-            if _CHECKED_CALL[0] != check[0]:
+            if check[1] is not None and _CHECKED_CALL[0] != check[0]:
                 probe_out = getattr(model, method)(check[1], **params)
                 _CHECKED_CALL[0] = check[0]
     except Exception as exc:
@@ -298,6 +313,7 @@ def run_rows(call, X, start, stop, chunk_rows, report, copy, offset=0):
     """
     parts, n_rows = [], []
     lo = hi = start
+    report.took(stop - start)
     try:
         for lo, hi in iter_chunks(start, stop, chunk_rows):
             if copy == "always":
