@@ -18,7 +18,7 @@ from numpy.testing import assert_array_equal
 from sklearn.frozen import FrozenEstimator
 
 import skbatch
-from skbatch import BatchedPredictor, BatchedTransformer, _engine
+from skbatch import BatchedPredictor, BatchedTransformer, _engine, _schedule
 
 
 @pytest.fixture
@@ -130,8 +130,29 @@ def test_tiny_input_is_one_direct_call(iris):
     assert batched.last_call_.model_pickles == 0
 
 
+class _FakeWatch:
+    """A GIL watcher that saw ``share`` at once (None: saw nothing yet)."""
+
+    share = 0.0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def gil_share(self):
+        return self.share
+
+
+def _watch_sees(monkeypatch, share):
+    monkeypatch.setattr(_FakeWatch, "share", share)
+    monkeypatch.setattr(_engine, "GilWatch", _FakeWatch)
+
+
 def test_input_too_cheap_to_parallelise_stays_in_process(iris, monkeypatch):
     X, _ = iris
+    _watch_sees(monkeypatch, 0.0)
     batched = BatchedPredictor(WhereAmIClassifier(), n_jobs=2).fit(X)
     # The decision compares the measured cost of the rest of the rows with
     # MIN_PARALLEL_SECONDS; move the bound instead of relying on a clock.
@@ -150,6 +171,8 @@ def test_gil_bound_predict_goes_to_worker_processes(
     monkeypatch.setattr(_engine, "MIN_PROCESS_SECONDS", 0.0)
     monkeypatch.setattr(_engine, "MIN_PARALLEL_SECONDS", 0.0)
     monkeypatch.setattr(_engine, "expected_start_seconds", lambda: 0.0)
+    # Whether other programs keep the other core busy is not this test's.
+    monkeypatch.setattr(_engine, "idle_cpu_seconds", lambda: None)
     # The probe must last long enough for the watcher to see the GIL (five
     # switch intervals): about 60 ms here.
     batched = BatchedPredictor(WhereAmIClassifier(work=50_000), n_jobs=2).fit(X)
@@ -158,8 +181,6 @@ def test_gil_bound_predict_goes_to_worker_processes(
     assert report.path == "processes", report.reasons
     assert "the model holds it" in report.reasons[0]
     assert report.gil_share >= 0.5
-    # Decided on the probe's evidence: worker processes start at once.
-    assert "calibration" not in report.phase_seconds
     # The calling thread worked too.
     assert report.rows_by_worker["caller"] > 0
     assert sum(report.rows_by_worker.values()) == len(X)
@@ -675,8 +696,75 @@ def test_no_chunk_after_the_probe_gets_more_than_batch_size_rows(backend):
     ).fit(X)
     assert_array_equal(batched.predict(X), X[:, 0])
     # Sizes seen in this process (worker processes have their own list): the
-    # row-wise check (the probe's last 31 rows alone, then the first 64
-    # rows) whatever the batch size, then chunks of at most batch_size rows.
+    # row-wise check (the probe's last 31 rows, then the input's last 31,
+    # then the first 64 rows) whatever the batch size, then chunks of at
+    # most batch_size rows.
     tail, probe, *chunks = SizeRecorder.sizes
-    assert (tail, probe) == (31, 64)
+    assert (tail, probe) == (62, 64)
     assert all(size <= 50 for size in chunks)
+
+
+def test_a_model_seen_holding_the_gil_on_its_probe_starts_processes_at_once(
+    iris, monkeypatch, outputs_differ_by_process
+):
+    monkeypatch.setattr(_engine, "MIN_PROCESS_SECONDS", 0.0)
+    monkeypatch.setattr(_engine, "MIN_PARALLEL_SECONDS", 0.0)
+    monkeypatch.setattr(_engine, "expected_start_seconds", lambda: 0.0)
+    _watch_sees(monkeypatch, 1.0)
+    X, _ = iris
+    batched = BatchedPredictor(WhereAmIClassifier(work=2000), n_jobs=2).fit(X)
+    batched.predict(X)
+    report = batched.last_call_
+    assert report.path == "processes", report.reasons
+    # Decided on the probe's evidence: no calibration chunks.
+    assert "calibration" not in report.phase_seconds
+
+
+def test_a_call_too_short_to_see_the_gil_stays_in_the_calling_thread(iris, monkeypatch):
+    _watch_sees(monkeypatch, None)
+    X, _ = iris
+    batched = BatchedPredictor(WhereAmIClassifier(), n_jobs=2).fit(X)
+    assert _where(batched, X) == ({os.getpid()}, {threading.get_ident() % 2**31})
+    report = batched.last_call_
+    assert report.path == "in-process"
+    assert "too short to see whether the model holds the GIL" in report.reasons[-1]
+    # Nothing was learned: the next call measures again.
+    batched.predict(X)
+    assert batched.last_call_.measured == "this call"
+
+
+@pytest.fixture
+def pool_shut_down_after():
+    """The test grows the worker pool; later tests get one of their size."""
+    from skbatch import _pool
+
+    yield
+    _pool._shutdown_pool()
+
+
+def test_a_larger_pool_never_runs_more_processes_than_n_jobs_allows(
+    monkeypatch, outputs_differ_by_process, pool_shut_down_after
+):
+    from estimators_for_tests import IntervalRegressor
+
+    skbatch.start_workers(n_jobs=4)  # a pool of 3 processes
+    monkeypatch.setattr(_schedule, "CALLER_TAKES_ROWS", False)
+    # Outputs carry times and process ids: not row-wise, on purpose.
+    monkeypatch.setattr(_engine, "TAIL_ROWS", 1)
+    X = np.zeros((3000, 1))
+    batched = BatchedPredictor(
+        IntervalRegressor(), n_jobs=2, backend="loky", batch_size=100
+    ).fit(X)
+    out = batched.predict(X)
+    assert batched.last_call_.path == "processes"
+    calls = {
+        (pid, start, stop) for pid, start, stop in out.tolist() if pid != os.getpid()
+    }
+    assert calls
+    # n_jobs=2: the calling thread and one worker process, never two
+    # processes computing at once.
+    for pid, start, stop in calls:
+        overlapping = {
+            other for other, s, e in calls if other != pid and s < stop and e > start
+        }
+        assert not overlapping, (pid, overlapping)

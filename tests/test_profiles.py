@@ -77,3 +77,22 @@ def test_models_that_cannot_be_weakly_referenced_are_not_remembered():
     model, X = Slotted(), np.zeros((5, 2))
     _profiles.remember(model, "predict", X, 2, _profile())
     assert _profiles.recall(model, "predict", X, 2) is None
+
+
+def test_a_model_refitted_in_place_is_measured_afresh():
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X = np.arange(40.0).reshape(20, 2)
+    for model in [
+        RandomForestRegressor(n_estimators=2, random_state=0),
+        make_pipeline(StandardScaler(), LinearRegression()),
+    ]:
+        model.fit(X, X[:, 0])
+        _profiles.remember(model, "predict", X, 2, _profile())
+        assert _profiles.recall(model, "predict", X, 2) is not None
+        if hasattr(model, "n_estimators"):
+            model.set_params(n_estimators=5)
+        model.fit(X, X[:, 0])  # the same object, refitted
+        assert _profiles.recall(model, "predict", X, 2) is None

@@ -47,7 +47,9 @@ def test_worker_bars(iris, bars):
     )
     batched.fit(X, y).predict(X)
     overall, *workers = bars
-    assert len(workers) == 2
+    # A bar per worker that did rows, made when it first reported.
+    assert 1 <= len(workers) <= 2
+    assert all(bar.n for bar in workers)
     assert overall.n == len(X)
     # The calling thread is a worker too: every row is on a worker's bar,
     # named as in last_call_.

@@ -49,7 +49,26 @@ def check_rows(part, n_rows: int, what: str) -> None:
         )
 
 
-def concat_parts(parts: list, n_rows: list[int]):
+def lists_per_output(parts: list, n_rows: list[int], hint=None) -> bool:
+    """Whether list outputs hold one array per output (a multi-output
+    estimator) rather than one entry per row.
+
+    A part whose list length differs from its row count, or parts of
+    different row counts with lists of one length, are per output; lists as
+    long as their rows in every part read both ways: ``hint`` (what the
+    engine saw on two calls of different row counts) decides, else per row.
+    """
+    pairs = list(zip(parts, n_rows, strict=True))
+    if not all(_is_per_output_sequence(p, n) for p, n in pairs):
+        return False
+    if len({len(p) for p in parts}) > 1:
+        return False  # the entries follow the rows
+    if any(len(p) != n for p, n in pairs):
+        return True
+    return bool(hint)
+
+
+def concat_parts(parts: list, n_rows: list[int], per_output=None):
     """Join outputs computed on consecutive row ranges.
 
     Parameters
@@ -59,6 +78,9 @@ def concat_parts(parts: list, n_rows: list[int]):
     n_rows : list of int
         Number of input rows behind each part; tells a per-output list (one
         array per output) from a list with one entry per row.
+    per_output : bool or None
+        For list outputs as long as their rows, whether they are per output
+        (see :func:`lists_per_output`).
 
     >>> concat_parts([np.array([1, 2]), np.array([3])], [2, 1])
     array([1, 2, 3])
@@ -72,7 +94,7 @@ def concat_parts(parts: list, n_rows: list[int]):
         return tuple(
             concat_parts([part[i] for part in parts], n_rows) for i in range(len(first))
         )
-    if all(_is_per_output_sequence(p, n) for p, n in zip(parts, n_rows, strict=True)):
+    if lists_per_output(parts, n_rows, per_output):
         return [
             concat_parts([part[i] for part in parts], n_rows) for i in range(len(first))
         ]
@@ -98,6 +120,15 @@ def concat_parts(parts: list, n_rows: list[int]):
             and part.index.step == 1
             for part in parts
         )
+        if first.ndim == 2 and any(
+            not part.columns.equals(first.columns) for part in parts
+        ):
+            # Columns made from the values seen (pandas.get_dummies): one call
+            # would have made them from all rows; joining would fill NaN.
+            raise NotRowWiseError(
+                "its output's columns depend on the rows given (batches gave "
+                "different columns)"
+            )
         return pandas.concat(_unify_categories(parts), axis=0, ignore_index=fresh)
     if is_polars(first):
         import polars
@@ -195,6 +226,16 @@ def _rows_agree(part, whole) -> bool:
     if np.issubdtype(part.dtype, np.inexact) and np.issubdtype(whole.dtype, np.inexact):
         return _close_values(part, whole)
     return _same_values(part, whole)
+
+
+def head_rows(output, rows: int, per_output: bool = False):
+    """The first ``rows`` rows of a method's output (of each output, for a
+    tuple or a per-output list)."""
+    if isinstance(output, tuple):
+        return tuple(head_rows(part, rows) for part in output)
+    if per_output:
+        return [head_rows(part, rows) for part in output]
+    return take_rows(output, 0, rows)
 
 
 def tail_agrees(tail, whole, start: int, whole_rows: int) -> bool:

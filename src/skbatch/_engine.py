@@ -45,7 +45,7 @@ from sklearn import get_config
 
 from skbatch import _profiles
 from skbatch._batching import chunk_rows_for, plan_batches
-from skbatch._concat import check_rows, concat_parts, tail_agrees
+from skbatch._concat import check_rows, concat_parts, head_rows, tail_agrees
 from skbatch._errors import NotRowWiseError, SerialFallbackWarning
 from skbatch._indexing import (
     copy_rows,
@@ -98,8 +98,10 @@ TAIL_ROWS = 31
 CALIBRATE_GROWTH = 4
 CALIBRATE_SECONDS = 0.02
 CALIBRATE_OVER_PROBE = 1.5
-#: ... or once this share of the input is done.
+#: ... or once this share of the input is done, if the GIL watcher has seen
+#: enough by then; it has until :data:`WATCH_SHARE` of the input is done.
 CALIBRATE_SHARE = 0.05
+WATCH_SHARE = 0.25
 #: Rows whose estimated serial time is below this stay in the calling thread:
 #: sharing them would cost more than it saves (unless batch_size is given).
 #: Starting a thread costs well under a millisecond; worker processes have
@@ -329,7 +331,7 @@ def _probe(call, X_rows, n, n_workers, report, record, outputs=None, batch_size=
     """
     probe_stop = _probe_stop(n, n_workers, X_rows, batch_size, call.repeatable)
     checked = probe_stop < n and call.repeatable
-    tail = _run_tail(call, X_rows, probe_stop) if checked else None
+    tail = _run_tail(call, X_rows, probe_stop, n) if checked else None
     rows = copy_rows(X_rows, 0, probe_stop)
     report.took(probe_stop)
     started = time.perf_counter()
@@ -378,7 +380,7 @@ def _run_measured(call, X_rows, n, kind, n_workers, batch_size, report, record):
             cursor = RowCursor(probe_stop, n, n_workers=1, fixed_rows=chunk)
             run_in_caller(call, X_rows, cursor, outputs, report, record)
             clock.lap("rest")
-        return _joined(outputs, [])
+        return _joined(call, outputs, [])
 
     profile = _profiles.recall(call.model, call.method, X_rows, n_workers)
     if profile is not None and (kind != "auto" or profile.path is not None):
@@ -393,7 +395,7 @@ def _run_measured(call, X_rows, n, kind, n_workers, batch_size, report, record):
         if plan.position >= n:
             record.path = "in-process"
             record.reasons.append("all rows done while measuring")
-            return _joined(outputs, [])
+            return _joined(call, outputs, [])
         _profiles.remember(call.model, call.method, X_rows, n_workers, profile)
     return _execute(
         plan, profile, call, X_rows, n, n_workers, batch_size, outputs, report,
@@ -478,14 +480,21 @@ def _measure(
                 "calling thread alone",
             ]
             path = "in-process"
+    elif share is None:
+        # A GIL-bound model gains nothing on threads, and one not written for
+        # threads may even go wrong there: without evidence, no threads.
+        path = "in-process"
+        record.reasons.append(
+            "the call was too short to see whether the model holds the GIL: "
+            "calling thread alone"
+        )
     else:
         path = "threads"
-        watched_text = (
-            "too briefly to see the GIL" if share is None
-            else f"{share:.0%} of a watcher thread's wakes waited for the GIL"
-        )  # fmt: skip
-        profile.reasons = [f"{watched_text}: the model releases it, threads"]
-    if kind == "auto":
+        profile.reasons = [
+            f"{share:.0%} of a watcher thread's wakes waited for the GIL: the "
+            "model releases it, threads"
+        ]
+    if kind == "auto" and share is not None:
         profile.path = path if path != "in-process" else "processes"
         if path != "in-process":
             record.reasons += profile.reasons
@@ -521,7 +530,9 @@ def _calibrate(
         if watch is not None and holds_gil(watch.gil_share()):
             break  # worker processes: the sooner the better
         watched = watch is None or watch.gil_share() is not None
-        if (wall >= long_enough and watched) or position >= CALIBRATE_SHARE * n:
+        if watched and (wall >= long_enough or position >= CALIBRATE_SHARE * n):
+            break
+        if position >= WATCH_SHARE * n:
             break
         size *= CALIBRATE_GROWTH
     return position, Costs.fit(probe_point, large)
@@ -626,7 +637,7 @@ def _execute(
         changed = _profiles.observe(profile, plan.path, speedup)
         if changed:
             record.reasons.append(f"next calls: {changed}")
-    joined = _joined(outputs, worker_warnings)
+    joined = _joined(call, outputs, worker_warnings)
     clock.lap("join")
     return joined
 
@@ -704,10 +715,10 @@ def _rows_within_bytes(X_rows, n) -> int:
     return max(PROBE_ROWS, MAX_WORKER_CHUNK_BYTES // nbytes)
 
 
-def _joined(outputs, worker_warnings):
+def _joined(call, outputs, worker_warnings):
     reissue_warnings(worker_warnings)
     parts, n_rows = outputs.in_order()
-    return concat_parts(parts, n_rows)
+    return concat_parts(parts, n_rows, call.per_output)
 
 
 def _run_joblib(call, X_rows, n, parallel, cross_process, batch_size, monitor, record):
@@ -723,7 +734,7 @@ def _run_joblib(call, X_rows, n, parallel, cross_process, batch_size, monitor, r
     _try_first_nonfinite_row(call, X_rows, probe_stop)
     if probe_stop == n:
         record.path = "in-process"
-        return concat_parts(parts, n_rows)
+        return concat_parts(parts, n_rows, call.per_output)
     if batch_size is None:
         batches = plan_batches(probe_stop, n, n_batches=n_workers)
     else:
@@ -766,35 +777,54 @@ def _run_joblib(call, X_rows, n, parallel, cross_process, batch_size, monitor, r
         worker_warnings += batch_warnings
     record.add_rows(backend_name, n - probe_stop)
     reissue_warnings(worker_warnings)
-    return concat_parts(parts, n_rows)
+    return concat_parts(parts, n_rows, call.per_output)
 
 
-def _run_tail(call, X_rows, probe_stop):
-    """Output for the probe's last rows run alone (on a copy), or None.
+def _run_tail(call, X_rows, probe_stop, n):
+    """The probe's last rows run again, followed by as many of the input's
+    last rows (on a copy): ``(start, tail rows, output)``, or None.
 
     The tail, not the head: a method that draws from a generator reseeded on
-    every call, or uses statistics of its input, gives the same first rows
-    whatever follows them, but not the same later rows.
+    every call gives the same first rows whatever follows them, but not the
+    same later rows. Rows from the input's end: a method using statistics of
+    its input (a mean) gives other outputs with other rows around, even when
+    the first rows are all alike (padding, sorted data).
     """
     tail_rows = min(TAIL_ROWS, probe_stop - 1)
     if tail_rows < 2:
         return None
     start = probe_stop - tail_rows
-    return start, call(copy_rows(X_rows, start, probe_stop))
+    rows = copy_rows(X_rows, start, probe_stop)
+    extra = min(tail_rows, n - probe_stop)
+    if extra > 0:
+        rows = concat_parts(
+            [rows, copy_rows(X_rows, n - extra, n)], [tail_rows, extra],
+            per_output=False,
+        )  # fmt: skip
+    # Every row here is computed again for real (the tail in the probe, the
+    # last rows in their chunk), warnings included: these would be repeats.
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        return start, tail_rows, call(rows)
 
 
 def _check_row_wise(call, X_rows, tail, first, probe_stop, label):
     """Compare the tail's output with the probe's.
 
-    Raises :class:`NotRowWiseError` if the tail's output differs from the same
-    rows' output within the probe. The tail ran on a copy of its rows.
+    Raises :class:`NotRowWiseError` if the tail's rows got other outputs than
+    within the probe. Also learns, for list outputs, whether they hold one
+    array per output: their length then does not follow the row count (the
+    probe and the check call have different row counts).
     """
-    start, tail_output = tail
-    if not tail_agrees(tail_output, first, start, probe_stop):
+    start, tail_rows, output = tail
+    if isinstance(first, list) and isinstance(output, list):
+        call.per_output = len(output) == len(first)
+    head = head_rows(output, tail_rows, bool(call.per_output))
+    if not tail_agrees(head, first, start, probe_stop):
         raise NotRowWiseError(
             f"the output of {label} for a row depends on the other rows given "
-            f"with it (rows {start}:{probe_stop} alone differ from the same rows "
-            f"within rows 0:{probe_stop})"
+            f"with it (rows {start}:{probe_stop} with other rows differ from the "
+            f"same rows within rows 0:{probe_stop})"
         )
 
 

@@ -98,6 +98,12 @@ def _is_broken(executor) -> bool:
     )
 
 
+def pool_size() -> int:
+    """How many worker processes the pool may run (it only grows)."""
+    with _lock:
+        return _executor_size if _executor is not None else 0
+
+
 def workers_alive() -> int:
     """How many worker processes are running now (0 when none started)."""
     with _lock:

@@ -45,8 +45,8 @@ class Profile:
 
 
 _lock = threading.Lock()
-#: id(model) -> (weak reference to the model, {subkey: Profile})
-_profiles: dict[int, tuple[weakref.ref, dict]] = {}
+#: id(model) -> (weak reference to the model, its state stamp, {subkey: Profile})
+_profiles: dict[int, tuple[weakref.ref, tuple, dict]] = {}
 
 
 def _owner(model):
@@ -57,6 +57,22 @@ def _owner(model):
     while isinstance(model, FrozenEstimator):
         model = model.estimator
     return model
+
+
+def state_stamp(model) -> tuple:
+    """The identities of the model's attribute values, and of its pipeline
+    steps': refitting in place or ``set_params`` replaces some of them, so the
+    costs measured before no longer apply."""
+    owners = [model]
+    steps = getattr(model, "steps", None)
+    if isinstance(steps, list):
+        owners += [step[-1] for step in steps if isinstance(step, tuple)]
+    return tuple(
+        tuple(
+            (name, id(value)) for name, value in getattr(owner, "__dict__", {}).items()
+        )
+        for owner in owners
+    )
 
 
 def input_signature(X) -> tuple:
@@ -88,11 +104,14 @@ def recall(model, method: str, X, n_workers: int) -> Profile | None:
         entry = _profiles.get(id(owner))
         if entry is None or entry[0]() is not owner:
             return None
-        profile = entry[1].get(subkey)
+        if entry[1] != state_stamp(owner):  # refitted or changed in place
+            del _profiles[id(owner)]
+            return None
+        profile = entry[2].get(subkey)
         if profile is None:
             return None
         if profile.uses >= REUSES:
-            del entry[1][subkey]
+            del entry[2][subkey]
             return None
         profile.uses += 1
         return profile
@@ -104,16 +123,17 @@ def remember(model, method: str, X, n_workers: int, profile: Profile) -> None:
     owner = _owner(model)
     subkey = (method, n_workers, input_signature(X))
     owner_id = id(owner)
+    stamp = state_stamp(owner)
     with _lock:
         entry = _profiles.get(owner_id)
-        if entry is None or entry[0]() is not owner:
+        if entry is None or entry[0]() is not owner or entry[1] != stamp:
             try:
                 ref = weakref.ref(owner, lambda r, i=owner_id: _forget(i, r))
             except TypeError:
                 return
-            entry = (ref, {})
+            entry = (ref, stamp, {})
             _profiles[owner_id] = entry
-        entry[1][subkey] = profile
+        entry[2][subkey] = profile
 
 
 def observe(profile: Profile, path: str, speedup: float | None) -> str | None:
@@ -147,8 +167,9 @@ def forget_measurements() -> None:
     first call measured, and reuses them for the next calls of the same
     method, number of workers and kind of input (see the user guide). Call
     this after something changed that the measurements cannot see, such as
-    the machine's load or a model refitted in place, so that the next call of
-    each model measures afresh. Results never depend on the measurements;
+    the machine's load, so that the next call of each model measures afresh
+    (a model refitted or changed with ``set_params`` is measured afresh
+    anyway). Results never depend on the measurements;
     only the speed does.
 
     Examples

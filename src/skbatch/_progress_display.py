@@ -122,12 +122,17 @@ class BarSet:
         leave = self.leave if self.kind == "notebook" else False
         common = {"file": self.file, "unit": unit, "leave": leave, **options}
         self.overall = tqdm_class(total=total, desc=desc, position=offset, **common)
+        self._make_bar = lambda name, position: tqdm_class(
+            desc=f"  {name}", total=0, position=position, **common
+        )
+        self._offset = offset
         self._free = []
         self._bars = {}  # worker name -> bar
-        if per_worker and self.kind != "plain":
+        if per_worker and self.kind == "notebook":
+            # Widgets must be displayed from the caller's thread, not the
+            # listener's: made now, named when their worker reports.
             self._free = [
-                tqdm_class(desc=f"  worker {i}", position=offset + 1 + i, **common)
-                for i in range(n_workers)
+                self._make_bar(f"worker {i}", offset + 1 + i) for i in range(n_workers)
             ]
             self._free.reverse()
         self._unused = list(self._free)
@@ -151,11 +156,17 @@ class BarSet:
             return
         bar = self._bars.get(name)
         if bar is None:
-            if not self._free:
-                return  # more workers than bars: counted in the overall bar
-            bar = self._free.pop()
-            self._unused.remove(bar)
-            bar.set_description(f"  {name}", refresh=False)
+            if self.kind == "terminal":
+                # On a terminal, a bar appears when its worker first reports
+                # (no empty bar for a worker that never starts), one line
+                # below the last.
+                bar = self._make_bar(name, self._offset + 1 + len(self._bars))
+            elif self._free:
+                bar = self._free.pop()
+                self._unused.remove(bar)
+                bar.set_description(f"  {name}", refresh=False)
+            else:
+                return  # more workers than widgets: counted in the overall bar
             self._bars[name] = bar
         if bar.total != counts[1]:
             bar.total = counts[1]

@@ -24,6 +24,7 @@ from sklearn import config_context
 
 from skbatch._concat import check_rows, tail_agrees
 from skbatch._indexing import num_rows, protected_rows, take_rows
+from skbatch._pool import pool_size
 from skbatch._threadlimits import limit_process_pools, limit_thread_openmp
 from skbatch._worker import (
     ModelNotLoadedError,
@@ -400,8 +401,13 @@ class ProcessRun:
         )  # fmt: skip
         try:
             dispatcher.start()
+            # Tasks in flight stay as many as submitted here. A pool grown by
+            # an earlier call with more workers would spread the queued tasks
+            # over all of its processes: then one task per process asked for,
+            # so no more of them work at once than n_jobs allows.
+            per_process = TASKS_PER_PROCESS if pool_size() <= self.n_processes else 1
             try:
-                for _ in range(self.n_processes * TASKS_PER_PROCESS):
+                for _ in range(self.n_processes * per_process):
                     self._submit_hello()
             except Exception as exc:  # no pool: the caller does every row
                 self._stop_feeding = True

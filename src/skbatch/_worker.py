@@ -105,6 +105,9 @@ class MethodCall:
         #: row-wise and worker processes agree, or to redo them as one call on
         #: the whole input. Not for plain functions, which may have effects.
         self.repeatable = repeatable
+        #: For list outputs as long as their rows: whether they hold one array
+        #: per output (learned on the probe; None: not known).
+        self.per_output = None
 
     def __call__(self, X_rows):
         model = self.model.model if isinstance(self.model, SharedModel) else self.model
