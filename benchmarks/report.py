@@ -45,7 +45,8 @@ def targets_table(results):
         "     - target",
         "     - best other tool (warm x)",
         "     - skbatch path (first; later)",
-        "     - met",
+        "     - target met",
+        "     - >= best other",
     ]
     for workload, (warm_target, first_target) in TARGETS.items():
         rows = results.get(workload)
@@ -59,7 +60,7 @@ def targets_table(results):
         peers = {p: x for p, x in peers.items() if not math.isnan(x)}
         best = max(peers, key=peers.get) if peers else None
         met = warm >= warm_target and (first_target is None or first >= first_target)
-        met = met and (best is None or warm >= peers[best])
+        beats = best is None or warm >= peers[best]
         lines += [
             f"   * - {workload}",
             f"     - {warm:.2f}",
@@ -69,6 +70,7 @@ def targets_table(results):
             f"     - {best} ({peers[best]:.2f})" if best else "     -",
             f"     - {mine.get('first_path')}; {', '.join(mine.get('paths', []))}",
             f"     - {'yes' if met else 'no'}",
+            f"     - {'yes' if beats else 'no'}",
         ]
     return [*lines, ""]
 

@@ -151,8 +151,9 @@ def machine():
 
 
 #: A pair that has not finished after this many seconds is hung (mpire forks
-#: after OpenMP ran in the parent, which can deadlock the child).
-PAIR_TIMEOUT = 600
+#: after OpenMP ran in the parent, which can deadlock the child); the slowest
+#: pair that finishes takes about a minute on 2 cores.
+PAIR_TIMEOUT = 240
 
 
 def run_pair(workload, tool, scale, repeats, reference, save_to=None):
@@ -185,6 +186,9 @@ def run_pair(workload, tool, scale, repeats, reference, save_to=None):
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
         return {"error": f"hung: no result after {PAIR_TIMEOUT} s, killed"}
+    except BaseException:  # Ctrl-C: the tool's workers go too
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
     if process.returncode != 0:
         last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
         return {"error": last or f"exit status {process.returncode}"}

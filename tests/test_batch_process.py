@@ -236,3 +236,8 @@ def test_worker_bars_count_items(bars):
     assert sum(bar.n for bar in workers) == 3000
     assert all(bar.n == bar.total for bar in workers if bar.n)
     assert all(bar.closed for bar in bars)
+
+
+def test_n_jobs_zero_says_what_to_pass():
+    with pytest.raises(ValueError, match="n_jobs=0 means no worker at all"):
+        batch_process([1, 2, 3], _work, n_jobs=0)

@@ -768,3 +768,29 @@ def test_a_larger_pool_never_runs_more_processes_than_n_jobs_allows(
             other for other, s, e in calls if other != pid and s < stop and e > start
         }
         assert not overlapping, (pid, overlapping)
+
+
+def test_workers_too_slow_to_start_for_this_call_start_for_the_next(
+    iris, monkeypatch, pool_shut_down_after
+):
+    import time
+
+    from skbatch import _pool
+
+    _pool._shutdown_pool()
+    _watch_sees(monkeypatch, 1.0)  # GIL-bound
+    monkeypatch.setattr(_engine, "MIN_PROCESS_SECONDS", 0.0)
+    monkeypatch.setattr(_engine, "MIN_PARALLEL_SECONDS", 0.0)
+    monkeypatch.setattr(_engine, "expected_start_seconds", lambda: 1e9)
+    X, _ = iris
+    batched = BatchedPredictor(WhereAmIClassifier(), n_jobs=2).fit(X)
+    pids, _ = _where(batched, X)
+    assert pids == {os.getpid()}
+    assert batched.last_call_.path == "in-process"
+    assert (
+        "start in the background for the next calls" in batched.last_call_.reasons[-1]
+    )
+    deadline = time.monotonic() + 60
+    while _pool.workers_alive() < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _pool.workers_alive() >= 1

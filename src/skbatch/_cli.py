@@ -96,12 +96,11 @@ def main(argv=None) -> int:
     no_gain = [r.name for r in results if r.warm_seconds > r.serial_seconds / 1.1]
     if no_gain:
         print(
-            f"\nNo gain from batching: {', '.join(no_gain)}. A model that already "
-            "uses every core itself\n(KNN does, through OpenMP) gains nothing from "
-            "worker processes, which only add\nthe cost of moving rows to them; "
-            "and any gain shrinks when other programs share\nthe cores. Batching "
-            "pays off when the model leaves cores idle, as pure-Python\npredicts "
-            "do on an otherwise idle machine."
+            f"\nLittle or no gain from batching: {', '.join(no_gain)}. A model "
+            "that already uses\nevery core itself (KNN does, through OpenMP) "
+            "gains little from more workers,\nand any gain shrinks when other "
+            "programs share the cores. Batching pays off\nwhen the model leaves "
+            "cores idle, as pure-Python predicts do on an idle machine."
         )
     if not all(r.identical for r in results):
         print("\nBatched predictions differ from serial ones.", file=sys.stderr)

@@ -64,6 +64,7 @@ from skbatch._pool import (
     note_start_seconds,
     publish_model,
     release_model,
+    start_workers_in_background,
     workers_alive,
 )
 from skbatch._progress import ProgressMonitor, single_call_bar
@@ -559,6 +560,12 @@ def _bounded_path(path, estimate, rest, batch_size, n_workers, record, asked):
                 f"processes help ({'running' if running else 'not started'}): "
                 "calling thread alone"
             )
+            if not running and estimate >= MIN_PROCESS_SECONDS:
+                # Worth it once they are up: the next calls find them ready.
+                start_workers_in_background(n_workers - 1)
+                record.reasons.append(
+                    "worker processes start in the background for the next calls"
+                )
             return "in-process"
         if not running:
             record.reasons.append(

@@ -60,8 +60,14 @@ def resolve_workers(n_jobs, backend) -> tuple[str, int]:
 
     ``n_jobs=None`` means the ``n_jobs`` of a surrounding ``parallel_config``
     if it sets one, else one worker per core. Raises joblib's own error for an
-    unknown backend name or ``n_jobs=0``.
+    unknown backend name, and a clear one for ``n_jobs=0``.
     """
+    if n_jobs is not None and not isinstance(n_jobs, bool) and n_jobs == 0:
+        raise ValueError(
+            "n_jobs=0 means no worker at all: pass a positive number of workers "
+            "(the calling thread counts as one), -1 for one per core, or None "
+            "(a surrounding joblib.parallel_config's n_jobs, else one per core)."
+        )
     config = _context_config()
     if n_jobs is None and not _context_sets(config, "n_jobs"):
         n_jobs = -1

@@ -187,6 +187,21 @@ def start_workers(n_jobs: int = -1, *, timeout: float = 120.0) -> int:
     return workers_alive()
 
 
+def start_workers_in_background(n_processes: int) -> None:
+    """Have ``n_processes`` worker processes start, without waiting for them:
+    for the next calls, when this one is over before they would be up."""
+    if n_processes < 1 or workers_alive() >= n_processes:
+        return
+    executor = get_executor(n_processes)
+    started = time.perf_counter()
+
+    def ready(_future):
+        note_start_seconds(time.perf_counter() - started)
+
+    futures = [executor.submit(worker_ready, None, 0) for _ in range(n_processes)]
+    futures[-1].add_done_callback(ready)
+
+
 # --------------------------------------------------------------- model files
 @dataclass(frozen=True)
 class ModelRef:

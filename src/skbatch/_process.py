@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from skbatch._concat import RowList
-from skbatch._engine import run
+from skbatch._engine import resolve_n_workers, run
 from skbatch._indexing import is_pandas, is_polars, is_sparse, num_rows
 from skbatch._progress_display import validate_bar_options
 
@@ -210,6 +210,8 @@ def batch_process(
             f"batch_size must be a positive int or None; got {batch_size!r}."
         )
     options = {"unit": "items", **validate_bar_options(progress_bar_kwargs)}
+    # Checked now, whatever the input's size: a tiny input never resolves them.
+    resolve_n_workers(n_jobs, backend)
     items = _sliceable_items(items)
     mapper = ItemFunction(function, args, kwargs, bool(batched))
     if num_rows(items) == 0:
