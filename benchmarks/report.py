@@ -19,6 +19,16 @@ TARGETS = {
 PEERS = ["joblib-loky", "joblib-threading", "tqdm_batch", "dask-ml", "mpire"]
 
 
+def list_table(header, rows) -> list[str]:
+    """The lines of an RST list-table: ``header`` and ``rows`` of cells."""
+    lines = [".. list-table::", "   :header-rows: 1", ""]
+    for cells in [header, *rows]:
+        first, *rest = cells
+        lines.append(f"   * - {first}")
+        lines += [f"     - {cell}" for cell in rest]
+    return lines
+
+
 def _ratio(serial, r, key):
     if not r or key not in r or key not in serial:
         return math.nan

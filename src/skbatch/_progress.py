@@ -25,6 +25,9 @@ from skbatch._progress_display import BarSet, output_kind
 
 #: How long teardown waits for the listener thread before giving up on it.
 _JOIN_TIMEOUT = 5.0
+#: Seconds between two reads of the queue by the listener (bars redraw at
+#: most ten times a second anyway).
+LISTEN_INTERVAL = 0.1
 
 
 def _shows_nothing(options) -> bool:
@@ -103,6 +106,7 @@ class ProgressMonitor:
         self._waiting = False
         self._finished = False
         self._stack = contextlib.ExitStack()
+        self._stopping = threading.Event()
 
     def __enter__(self):
         if self.mode is None:
@@ -164,30 +168,38 @@ class ProgressMonitor:
         return self._names[key]
 
     def _listen(self) -> None:
+        # Reads the queue in batches, a few times a second, rather than waking
+        # for every message: a woken listener takes the GIL from the workers
+        # (from a pure-Python model, for a whole switch interval).
         while True:
-            try:
-                message = self._queue.get()
-            except Exception:
-                return  # the manager went away; nothing more will arrive
-            token, pid, thread, done, taken = message
-            if token != self._token:
-                continue  # a late message from an earlier call on this queue
-            if pid is None:
+            stopping = self._stopping.wait(LISTEN_INTERVAL)
+            while True:
+                try:
+                    message = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                except Exception:
+                    return  # the manager went away; nothing more will arrive
+                self._count(*message)
+            if stopping:
                 return
-            name = self._name((pid, thread))
-            if self._waiting and name is not None and done:
-                self._bars.note("")
-                self._waiting = False
-            self._bars.add(name, done, taken)
+
+    def _count(self, token, pid, thread, done, taken):
+        if token != self._token:
+            return  # a late message from an earlier call on this queue
+        name = self._name((pid, thread))
+        if self._waiting and name is not None and done:
+            self._bars.note("")
+            self._waiting = False
+        self._bars.add(name, done, taken)
 
     def __exit__(self, exc_type, exc, tb):
         self.reporter.close()
         try:
             if self._thread is not None:
-                try:
-                    self._queue.put((self._token, None, None, 0, 0))
-                except Exception:
-                    pass  # listener exits on its own when the queue is gone
+                # Wakes the listener at once; it counts what is queued, then
+                # exits.
+                self._stopping.set()
                 self._thread.join(_JOIN_TIMEOUT)
         finally:
             try:

@@ -161,6 +161,11 @@ class BarSet:
                 # (no empty bar for a worker that never starts), one line
                 # below the last.
                 bar = self._make_bar(name, self._offset + 1 + len(self._bars))
+                if hasattr(self.overall, "start_t"):
+                    # Its rate counts from the call's start, as the
+                    # overall bar's: the worker may have worked a while
+                    # before its first report was read.
+                    bar.start_t = self.overall.start_t
             elif self._free:
                 bar = self._free.pop()
                 self._unused.remove(bar)
@@ -169,9 +174,7 @@ class BarSet:
                 return  # more workers than widgets: counted in the overall bar
             self._bars[name] = bar
         if bar.total != counts[1]:
-            bar.total = counts[1]
-            if not done:
-                bar.refresh()
+            bar.total = counts[1]  # shown with the next redraw
         if done:
             bar.update(done)
 
