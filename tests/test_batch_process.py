@@ -241,3 +241,19 @@ def test_worker_bars_count_items(bars):
 def test_n_jobs_zero_says_what_to_pass():
     with pytest.raises(ValueError, match="n_jobs=0 means no worker at all"):
         batch_process([1, 2, 3], _work, n_jobs=0)
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_batch_size_bounds_every_batch_of_a_small_input_too(n_jobs):
+    seen = []
+
+    def total(batch):
+        seen.append(len(batch))
+        return [sum(batch)] * len(batch)
+
+    out = batch_process(
+        list(range(100)), total, batched=True, batch_size=10, n_jobs=n_jobs,
+        progress=False,
+    )  # fmt: skip
+    assert len(out) == 100
+    assert seen and max(seen) <= 10 and sum(seen) == 100

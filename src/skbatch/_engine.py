@@ -222,7 +222,9 @@ def run(
             # None (not splittable) or 0 rows: the estimator decides, serially.
             record.reasons.append("input not split into rows: one plain call")
             return call(X)
-        if n < 2 * PROBE_ROWS:
+        # A plain function's batch_size is a promise about its calls.
+        fits = call.repeatable or batch_size is None or batch_size >= n
+        if n < 2 * PROBE_ROWS and fits:
             # Nothing to split: exactly the serial call, at its cost (the
             # workers allowed do not matter, so are not even resolved).
             record.reasons.append(f"under {2 * PROBE_ROWS} rows: one plain call")

@@ -139,8 +139,10 @@ class CallReport:
         Where the measurements came from: ``"this call"``, or
         ``"recalled"`` from an earlier call of the same model's method.
     observed_speedup : float or None
-        Speed of the rows after the measurements over the measured serial
-        speed; None when that part was too short to judge.
+        Speed of the rows after the measurements over the serial speed
+        measured on the first, small chunks; None when that part was too
+        short to judge. For a model that runs faster per row on large chunks
+        (KNN's OpenMP loops), this overstates the gain over one serial call.
     model_pickles : int
         Times the model was serialized in this call (0 or 1).
     model_loads : int
