@@ -95,12 +95,16 @@ def main(argv=None) -> int:
     print(format_table(results, n_jobs=args.n_jobs))
     no_gain = [r.name for r in results if r.warm_seconds > r.serial_seconds / 1.1]
     if no_gain:
+        print(f"\nLittle or no gain from batching: {', '.join(no_gain)}.")
+        if "scaler+knn" in no_gain:
+            print(
+                "KNN already uses every core itself (through OpenMP): more "
+                "workers add little."
+            )
         print(
-            f"\nLittle or no gain from batching: {', '.join(no_gain)}. A model "
-            "that already uses\nevery core itself (KNN does, through OpenMP) "
-            "gains little from more workers,\nand any gain shrinks when other "
-            "programs share the cores. Batching pays off\nwhen the model leaves "
-            "cores idle, as pure-Python predicts do on an idle machine."
+            "Any gain shrinks when other programs share the cores; batching "
+            "pays off when\nthe model leaves cores idle, as pure-Python "
+            "predicts do on an idle machine."
         )
     if not all(r.identical for r in results):
         print("\nBatched predictions differ from serial ones.", file=sys.stderr)

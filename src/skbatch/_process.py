@@ -209,7 +209,11 @@ def batch_process(
         raise ValueError(
             f"batch_size must be a positive int or None; got {batch_size!r}."
         )
-    options = {"unit": "items", **validate_bar_options(progress_bar_kwargs)}
+    options = {
+        "unit": "items",
+        "desc": getattr(function, "__name__", None) or "batch_process",
+        **validate_bar_options(progress_bar_kwargs),
+    }
     # Checked now, whatever the input's size: a tiny input never resolves them.
     resolve_n_workers(n_jobs, backend)
     items = _sliceable_items(items)

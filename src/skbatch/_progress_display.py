@@ -23,7 +23,7 @@ PLAIN_INTERVAL = 10.0
 #: tqdm options skbatch sets itself, with why.
 RESERVED_OPTIONS = {
     "iterable": "skbatch counts rows itself",
-    "total": "skbatch sets it to the number of rows",
+    "total": "skbatch sets it to the number of rows (or items)",
     "initial": "every bar starts at 0 rows",
 }
 _ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -100,10 +100,39 @@ class PlainLines:
         return False
 
 
+class _Sink:
+    """Where a log's bars go with ``leave=False``: a log cannot erase a line,
+    so it gets none."""
+
+    def write(self, text):
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+
+def _final_line(bar) -> str:
+    """A bar's line with its average rate (tqdm shows a smoothed recent one,
+    which at the end is stale)."""
+    try:
+        return bar.format_meter(**{**bar.format_dict, "rate": None})
+    except Exception:  # not a tqdm bar
+        return str(bar)
+
+
 class BarSet:
     """The bars of one call: an overall bar and, with ``per_worker``, one per
     worker (created in the caller's thread: notebook widgets must not be
-    displayed from the listener thread)."""
+    displayed from the listener thread).
+
+    A worker's bar counts its finished rows out of the rows it has taken plus
+    its share of the rows no worker has taken yet: an estimate while rows are
+    left, exactly its own rows once all are taken, and never below what it
+    has done.
+    """
 
     def __init__(self, tqdm_class, total, *, desc, per_worker, n_workers, options):
         options = dict(options)
@@ -114,11 +143,14 @@ class BarSet:
         unit = options.pop("unit", "rows")
         self.kind = output_kind(tqdm_class, self.file)
         self.per_worker = per_worker
+        self.total = total
+        self.n_workers = max(1, n_workers)
         self.counts = {}  # worker name -> [done, taken]
+        self._taken = 0
         if self.kind == "plain":
             options.setdefault("mininterval", PLAIN_INTERVAL)
             options.setdefault("maxinterval", max(PLAIN_INTERVAL, 10.0))
-            self.file = PlainLines(self.file)
+            self.file = PlainLines(self.file) if self.leave else _Sink()
         leave = self.leave if self.kind == "notebook" else False
         common = {"file": self.file, "unit": unit, "leave": leave, **options}
         self.overall = tqdm_class(total=total, desc=desc, position=offset, **common)
@@ -141,6 +173,11 @@ class BarSet:
         """Show ``text`` after the overall count (empty: clear it)."""
         self.overall.set_postfix_str(text, refresh=bool(text))
 
+    def _expected(self, name) -> int:
+        done, taken = self.counts[name]
+        untaken = max(0, self.total - self._taken)
+        return max(done, taken + -(-untaken // self.n_workers))
+
     def add(self, name: str, done: int, taken: int) -> None:
         """Count ``done`` rows finished and ``taken`` rows taken by worker
         ``name`` (None: counted in the overall bar only)."""
@@ -150,7 +187,9 @@ class BarSet:
             return
         counts = self.counts.setdefault(name, [0, 0])
         counts[0] += done
+        before = counts[1]
         counts[1] = max(counts[1] + taken, counts[0])
+        self._taken += counts[1] - before
         if self.kind == "plain":
             self.overall.set_postfix_str(self._worker_summary(), refresh=False)
             return
@@ -173,26 +212,39 @@ class BarSet:
             else:
                 return  # more workers than widgets: counted in the overall bar
             self._bars[name] = bar
-        if bar.total != counts[1]:
-            bar.total = counts[1]  # shown with the next redraw
+        expected = self._expected(name)
+        if bar.total != expected:
+            bar.total = expected  # shown with the next redraw
         if done:
             bar.update(done)
 
     def _worker_summary(self) -> str:
         return ", ".join(
-            f"{name} {done}/{taken}" for name, (done, taken) in self.counts.items()
+            f"{name} {done}/{taken}" for name, (done, taken) in self._ordered()
+        )
+
+    def _ordered(self):
+        """Workers in a stable order: the calling thread, then by name."""
+        return sorted(
+            self.counts.items(), key=lambda item: (item[0] != "caller", item[0])
         )
 
     def close(self, complete_to=None) -> None:
         """Close every bar, leaving (unless ``leave=False``) one final line
-        per bar at its last true count. ``complete_to``: rows done some other
-        way, to show in the overall bar first."""
+        per bar at its last true count, out of its own rows. ``complete_to``:
+        rows done some other way, to show in the overall bar first."""
         if complete_to is not None and self.overall.n < complete_to:
             self.overall.update(complete_to - self.overall.n)
+        for name, bar in self._bars.items():
+            bar.total = self.counts[name][1]  # its own rows, now all known
         try:
             if self.kind == "terminal":
-                final = [str(self.overall)]
-                final += [str(bar) for bar in self._bars.values()]
+                final = [_final_line(self.overall)]
+                final += [
+                    _final_line(self._bars[name])
+                    for name, _ in self._ordered()
+                    if name in self._bars
+                ]
         finally:
             bars = [self.overall, *self._bars.values(), *self._unused]
             for bar in reversed(bars):
@@ -207,7 +259,6 @@ class BarSet:
             self.overall.set_postfix_str(
                 self._worker_summary() if self.per_worker else "", refresh=False
             )
-            # tqdm wrote its last line as it closed; the one with the final
-            # worker counts, if they changed since, follows.
-            self.file.write(str(self.overall))
+            # The last line, with the final worker counts and the average rate.
+            self.file.write(_final_line(self.overall))
             self.file.flush()
