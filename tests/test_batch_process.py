@@ -257,3 +257,113 @@ def test_batch_size_bounds_every_batch_of_a_small_input_too(n_jobs):
     )  # fmt: skip
     assert len(out) == 100
     assert seen and max(seen) <= 10 and sum(seen) == 100
+
+
+def test_stop_iteration_from_the_function_reaches_the_caller_as_itself():
+    def stop(x):
+        raise StopIteration("stop here")
+
+    with pytest.raises(StopIteration, match="stop here"):
+        batch_process(list(range(300)), stop, progress=False)
+
+
+@pytest.mark.parametrize("n", [100, 300])
+def test_batched_results_are_the_same_kind_whatever_the_size(n):
+    assert batch_process(
+        list(range(n)), lambda b: tuple(b), batched=True, progress=False
+    ) == list(range(n))
+    with pytest.raises(ValueError, match="returned a dict"):
+        batch_process(
+            list(range(n)), lambda b: dict(enumerate(b)), batched=True,
+            progress=False,
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", ["coo", "dia", "bsr", "dok", "lil", "csc"])
+@pytest.mark.parametrize("n", [50, 300])
+def test_sparse_rows_of_every_format(fmt, n):
+    X = sp.random(n, 5, density=0.5, format="csr", random_state=0).asformat(fmt)
+    if fmt == "dia":
+        X = sp.dia_matrix(np.eye(n, 5))  # few diagonals, as DIA is for
+    out = batch_process(X, lambda row: row.sum(), progress=False)
+    np.testing.assert_allclose(out, np.asarray(X.sum(axis=1)).ravel())
+
+
+def test_numpy_scalars_for_options():
+    out = batch_process(
+        list(range(300)), _work, progress=np.False_, batch_size=np.int64(50)
+    )
+    assert out == list(range(300))
+
+
+class _Mine(Exception):
+    pass
+
+
+def _raises_mine(x):
+    if x == 1500:
+        raise _Mine("bad item")
+    return x
+
+
+@pytest.mark.parametrize("backend", ["multiprocessing", "loky"])
+def test_errors_of_classes_sent_by_value_arrive_as_themselves(
+    backend, processes_take_rows
+):
+    # A class cloudpickle ships by value (as from a script or notebook), which
+    # plain pickle (the multiprocessing pool's) cannot find by name.
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(__import__(__name__))
+    try:
+        with pytest.raises(_Mine, match="bad item"):
+            batch_process(
+                list(range(3000)), _raises_mine, n_jobs=2, backend=backend,
+                batch_size=200, progress=False,
+            )  # fmt: skip
+    finally:
+        cloudpickle.unregister_pickle_by_value(__import__(__name__))
+
+
+def test_no_chunk_starts_in_a_worker_process_after_an_error(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "job.py"
+    log = tmp_path / "chunks.log"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os, time
+            import skbatch
+            from skbatch import batch_process
+            PARENT = os.getpid()
+            def work(batch):
+                with open({str(log)!r}, "a") as f:
+                    f.write(f"{{time.time()}}\\n")
+                for x in batch:
+                    sum(range(20000))
+                    if os.getpid() == PARENT and x > 1000:
+                        raise RuntimeError("boom")
+                return list(batch)
+            if __name__ == "__main__":
+                skbatch.start_workers(2)
+                try:
+                    batch_process(list(range(20000)), work, n_jobs=2,
+                                  backend="loky", batched=True, progress=False)
+                except RuntimeError:
+                    print(time.time())
+                time.sleep(2)
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    raised_at = float(done.stdout.split()[-1])
+    started = [float(t) for t in log.read_text().split()]
+    # A chunk that checked for the stop just before it was set may still be
+    # starting as the error reaches the caller; none starts later.
+    assert not [t for t in started if t > raised_at + 0.2]

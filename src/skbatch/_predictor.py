@@ -39,6 +39,7 @@ from skbatch._base import SkbatchEstimator
 from skbatch._errors import SerialFallbackWarning
 from skbatch._indexing import num_rows
 from skbatch._plan import CallReport
+from skbatch._progress import single_call_bar
 from skbatch._progress_display import validate_bar_options
 from skbatch._splittable import not_row_wise_reason, row_wise_score_metric
 
@@ -375,7 +376,12 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
                 ),
                 stacklevel=3,
             )
-            return getattr(estimator, method)(X, **params)
+            if self._progress_mode() is None or not n_rows:
+                return getattr(estimator, method)(X, **params)
+            with single_call_bar(n_rows, label, bar_options) as done:
+                result = getattr(estimator, method)(X, **params)
+                done()
+            return result
         return _engine.run(
             estimator,
             method,

@@ -14,6 +14,9 @@ every item.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from numbers import Integral
+
+import numpy as np
 
 from skbatch._concat import RowList
 from skbatch._engine import resolve_n_workers, run
@@ -41,18 +44,28 @@ class ItemFunction:
     def apply(self, items):
         if self.batched:
             out = self.function(items, *self.args, **self.kwargs)
-            n_in, n_out = num_rows(items), _length(out)
+            if isinstance(out, tuple):
+                out = list(out)
+            n_in = num_rows(items)
+            n_out = None if isinstance(out, Mapping) else _length(out)
             if n_out != n_in:
+                got = (
+                    f"{n_out} results" if n_out is not None
+                    else f"a {type(out).__name__}"
+                )  # fmt: skip
                 raise ValueError(
                     f"with batched=True, {self.name} must return one result per "
-                    f"item of its batch: it returned {n_out} for {n_in} items. "
-                    "Return a list or array as long as the batch, or use "
-                    "batched=False to apply it to one item at a time."
+                    f"item of its batch (a list, array, Series or DataFrame as "
+                    f"long as the batch): it returned {got} for {n_in} items. "
+                    "Or use batched=False to apply it to one item at a time."
                 )
             return out
-        return RowList(
-            self.function(item, *self.args, **self.kwargs) for item in _each(items)
-        )
+        results = RowList()
+        # A loop, not a generator: a StopIteration the function raises must
+        # reach the caller as itself.
+        for item in _each(items):
+            results.append(self.function(item, *self.args, **self.kwargs))
+        return results
 
 
 def _length(out):
@@ -83,6 +96,10 @@ def _each(items):
 
 
 def _sliceable_items(items):
+    if is_sparse(items):
+        # Rows of any format: CSR slices rows cheaply (COO, DIA and DOK do
+        # not slice, BSR slices only whole blocks).
+        return items if items.format == "csr" else items.tocsr()
     if items is None or isinstance(items, (str, bytes)) or isinstance(items, Mapping):
         what = "None" if items is None else type(items).__name__
         raise TypeError(
@@ -195,15 +212,15 @@ def batch_process(
             f"function must be callable, got {type(function).__name__}: "
             "batch_process(items, function, *args, **kwargs)."
         )
-    if isinstance(progress, bool) or progress in ("overall", "workers"):
-        mode = _PROGRESS[progress]
+    if isinstance(progress, (bool, np.bool_)) or progress in ("overall", "workers"):
+        mode = _PROGRESS[progress if isinstance(progress, str) else bool(progress)]
     else:
         raise ValueError(
             f"progress must be True, False, 'overall' or 'workers'; got {progress!r}."
         )
     if batch_size is not None and (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, int)
+        isinstance(batch_size, (bool, np.bool_))
+        or not isinstance(batch_size, Integral)
         or batch_size < 1
     ):
         raise ValueError(
@@ -227,7 +244,7 @@ def batch_process(
         {},
         n_jobs=n_jobs,
         backend=backend,
-        batch_size=batch_size,
+        batch_size=None if batch_size is None else int(batch_size),
         progress=mode,
         bar_options=options,
         verbose=verbose,

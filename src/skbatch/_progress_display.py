@@ -151,7 +151,10 @@ class BarSet:
             options.setdefault("mininterval", PLAIN_INTERVAL)
             options.setdefault("maxinterval", max(PLAIN_INTERVAL, 10.0))
             self.file = PlainLines(self.file) if self.leave else _Sink()
-        leave = self.leave if self.kind == "notebook" else False
+        # Below other bars (a position offset), tqdm's own way of leaving
+        # bars is kept: rewriting final lines would land on the outer bars.
+        self._rewrite = self.kind == "terminal" and not offset
+        leave = False if self._rewrite or self.kind == "plain" else self.leave
         common = {"file": self.file, "unit": unit, "leave": leave, **options}
         self.overall = tqdm_class(total=total, desc=desc, position=offset, **common)
         self._make_bar = lambda name, position: tqdm_class(
@@ -182,7 +185,9 @@ class BarSet:
         """Count ``done`` rows finished and ``taken`` rows taken by worker
         ``name`` (None: counted in the overall bar only)."""
         if done:
-            self.overall.update(done)
+            # A backend that reruns a lost worker's rows (dask) reports
+            # them twice: the overall count never passes the total.
+            self.overall.update(min(done, max(0, self.total - self.overall.n)))
         if name is None or not self.per_worker:
             return
         counts = self.counts.setdefault(name, [0, 0])
@@ -238,7 +243,7 @@ class BarSet:
         for name, bar in self._bars.items():
             bar.total = self.counts[name][1]  # its own rows, now all known
         try:
-            if self.kind == "terminal":
+            if self._rewrite:
                 final = [_final_line(self.overall)]
                 final += [
                     _final_line(self._bars[name])
@@ -249,7 +254,7 @@ class BarSet:
             bars = [self.overall, *self._bars.values(), *self._unused]
             for bar in reversed(bars):
                 bar.close()
-        if self.kind == "terminal" and self.leave:
+        if self._rewrite and self.leave:
             try:
                 self.file.write("".join(line + "\n" for line in final))
                 self.file.flush()

@@ -14,11 +14,16 @@ Outputs are kept by start row and joined once, in order, at the end.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import math
+import os
 import queue
+import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import CancelledError
 
 from sklearn import config_context
 
@@ -27,6 +32,7 @@ from skbatch._indexing import num_rows, protected_rows, take_rows
 from skbatch._pool import pool_size
 from skbatch._threadlimits import limit_process_pools, limit_thread_openmp
 from skbatch._worker import (
+    ChunkSkipped,
     ModelNotLoadedError,
     add_note,
     run_process_chunk,
@@ -201,6 +207,11 @@ def run_in_threads(
         raise errors[0]
 
 
+def _remove(path):
+    with contextlib.suppress(OSError):
+        os.remove(path)
+
+
 class ProcessRun:
     """Rows run by the calling thread and by skbatch's worker processes.
 
@@ -230,6 +241,11 @@ class ProcessRun:
         self.probe_output = None
         self.caller_first = caller_first
         self.token = uuid.uuid4().hex
+        # Tasks already sent to a worker cannot be cancelled; they look for
+        # this file before they start (a stat per chunk).
+        self._stop_file = os.path.join(
+            tempfile.gettempdir(), f"skbatch-stop-{self.token}"
+        )
         self.trusted, self.distrusted = set(), set()
         self._worker_probes = {}  # pid -> its probe output, not yet compared
         self._unverified = {}  # pid -> [(lo, hi, output, warnings)]
@@ -240,6 +256,7 @@ class ProcessRun:
         self.fatal = None  # a dead worker: the pool is broken
         self.first_ready = None  # seconds until the first worker was ready
         self._completions = queue.SimpleQueue()
+        self._pending = set()  # chunk futures not settled yet
         self._in_flight = 0
         self._count_lock = threading.Lock()
         self._idle = threading.Event()
@@ -275,14 +292,29 @@ class ProcessRun:
                 self.config,
                 self.filters,
                 self.inner,
-                (self.token, self.probe_rows),
+                (self.token, self.probe_rows, self._stop_file),
             )
         except BaseException as exc:  # the pool broke: the caller does the rows
             self._stop_feeding = True
             self.failed.append((lo, hi, exc))
             self._chunk_settled()
             return
+        with self._count_lock:
+            self._pending.add(future)
         future.add_done_callback(lambda f: self._completions.put((f, lo, hi)))
+
+    def _cancel_pending(self):
+        """Stop queued chunks from starting (after a failure or an interrupt:
+        no new chunk starts; the ones running finish)."""
+        self._stop_feeding = True
+        try:
+            open(self._stop_file, "x").close()
+        except OSError:
+            pass  # made already, or no temp dir: queued chunks will run
+        with self._count_lock:
+            pending = list(self._pending)
+        for future in pending:
+            future.cancel()
 
     def _chunk_settled(self):
         with self._count_lock:
@@ -307,6 +339,8 @@ class ProcessRun:
             if item is None:
                 return
             future, lo, hi = item
+            with self._count_lock:
+                self._pending.discard(future)
             try:
                 result = future.result()
             except BrokenProcessPool as exc:
@@ -317,10 +351,13 @@ class ProcessRun:
                 # Failed rows go back to the caller; stop sending more rows to
                 # workers that may all fail the same way (a model that does
                 # not load there, say).
-                self._stop_feeding = True
                 self.failed.append((lo, hi, exc))
-                if lo is not None and not isinstance(exc, ModelNotLoadedError):
+                ran = not isinstance(
+                    exc, (ModelNotLoadedError, ChunkSkipped, CancelledError)
+                )
+                if lo is not None and ran:
                     self.row_errors.append((lo, exc))  # the rows ran, and raised
+                self._cancel_pending()
                 with self._count_lock:
                     self._wake_caller_if_done()
             else:
@@ -431,9 +468,14 @@ class ProcessRun:
                     self.record,
                 )  # fmt: skip
         except BaseException:
-            self._stop_feeding = True
             self.cursor.close()
+            self._cancel_pending()
+            # Chunks still queued with workers start later and must find the
+            # stop file: it goes when this process exits.
+            atexit.register(_remove, self._stop_file)
             raise
+        else:
+            _remove(self._stop_file)  # every chunk has settled
         finally:
             self._completions.put(None)
             if dispatcher.ident is not None:

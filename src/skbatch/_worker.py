@@ -10,6 +10,7 @@ garbled error (the caller then calls the estimator itself, see ``_engine``).
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 import threading
 import traceback
@@ -54,6 +55,10 @@ def _restore_model(token: str, data: bytes):
             _WORKER_MODELS.clear()
             _WORKER_MODELS[token] = model
     return model
+
+
+class ChunkSkipped(WorkerError):
+    """A task found its call stopped; none of its rows ran."""
 
 
 class ModelNotLoadedError(WorkerError):
@@ -257,12 +262,16 @@ def run_process_chunk(
     ``call_spec`` is ``(method, params, label)``; ``rows`` the rows themselves
     or a :class:`MemmapRows`. Runs under the caller's scikit-learn config and
     warning filters, with native thread pools limited to ``inner`` threads.
-    ``check`` is ``(call token, probe rows)``: the first task of a call in this
-    worker also runs the probe rows, whose output the caller compares with its
-    own (a model reading module state set at run time, which a worker process
-    imports afresh, gives different outputs). Returns ``(pid, loaded, output,
-    warnings, probe output or None)``.
+    ``check`` is ``(call token, probe rows, stop file)``: the first task of a
+    call in this worker also runs the probe rows, whose output the caller
+    compares with its own (a model reading module state set at run time,
+    which a worker process imports afresh, gives different outputs). A task
+    that finds the stop file (the call failed or was interrupted meanwhile)
+    computes nothing and raises :class:`ChunkSkipped`. Returns ``(pid,
+    loaded, output, warnings, probe output or None)``.
     """
+    if check[2] is not None and os.path.exists(check[2]):
+        raise ChunkSkipped(f"rows {start}:{stop} not started: the call stopped")
     from skbatch._threadlimits import limit_process_pools
 
     method, params, label = call_spec
@@ -385,6 +394,17 @@ def _apply_filters(filters_blob: bytes) -> None:
         pass
 
 
+class _ByValue(Exception):
+    """An exception that travels as cloudpickle bytes and arrives as itself."""
+
+    def __init__(self, blob: bytes):
+        super().__init__()
+        self.blob = blob
+
+    def __reduce__(self):
+        return cloudpickle.loads, (self.blob,)
+
+
 def _travelling(exc: Exception) -> Exception:
     """``exc`` if it survives pickling intact, else a :class:`WorkerError`.
 
@@ -393,8 +413,18 @@ def _travelling(exc: Exception) -> Exception:
     multiprocessing's pool forever.
     """
     try:
-        if type(cloudpickle.loads(cloudpickle.dumps(exc))) is type(exc):
-            return exc
+        if type(pickle.loads(pickle.dumps(exc))) is type(exc):
+            return exc  # travels as is, whatever pickles results
+    except Exception:
+        pass
+    try:
+        blob = cloudpickle.dumps(exc)
+        if type(cloudpickle.loads(blob)).__qualname__ == type(exc).__qualname__:
+            # A class shipped by value with the function (defined in a
+            # script or notebook): plain pickle, which some pools use for
+            # results, cannot find it by name; cloudpickle rebuilds it, as
+            # the very class in the process that sent it.
+            return _ByValue(blob)
     except Exception:
         pass
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
