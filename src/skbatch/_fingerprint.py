@@ -3,47 +3,29 @@
 Two inputs equal in values, dtypes, shape (and, for tables, columns and
 index) get the same digest however they were built: a Fortran-ordered array
 and its C-ordered copy, a DataFrame built column by column and one read from
-a file, a sparse matrix with unsorted indices and its canonical form. Large
-buffers are hashed in blocks on several threads (``hashlib`` releases the GIL
-while it hashes) and the block digests hashed again, so 1 GB of float64 costs
-a fraction of reading it from a warm disk cache. SHA-256: CPUs hash it in
-hardware (about 1.8 GB/s per core here, twice blake2b's), and a collision
-would return a wrong model.
+a file, a sparse matrix with unsorted indices and its canonical form.
+
+Data buffers are hashed with XXH3 (128 bits): it runs at memory speed (1 GiB
+of float64 in about 0.035 s here, a fifth of reading it back from a warm disk
+cache; SHA-256 took 0.3 s on two threads, ``joblib.hash`` 1.4 s). It is not a
+cryptographic hash: a cache keyed on it is safe from accidental collisions,
+not from someone forging data to collide with a cached fit. The typed parts
+around the buffers go through SHA-256.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import xxhash
 
 from skbatch._indexing import is_pandas, is_polars, is_sparse
 
-#: Bytes hashed per block; blocks are hashed in parallel.
-BLOCK_BYTES = 64 * 2**20
-#: Threads hashing blocks (hashing is memory-bound beyond a few).
-MAX_HASH_THREADS = 4
-
 
 def _buffer_digest(buffer: memoryview) -> bytes:
-    """Digest of a contiguous byte buffer, hashed block by block."""
-    n = buffer.nbytes
-    if n <= BLOCK_BYTES:
-        return hashlib.sha256(buffer).digest()
-    blocks = [buffer[i : i + BLOCK_BYTES] for i in range(0, n, BLOCK_BYTES)]
-    threads = min(MAX_HASH_THREADS, os.cpu_count() or 1, len(blocks))
-
-    def one(block):
-        return hashlib.sha256(block).digest()
-
-    if threads > 1:
-        with ThreadPoolExecutor(threads) as pool:
-            digests = list(pool.map(one, blocks))
-    else:
-        digests = [one(block) for block in blocks]
-    return hashlib.sha256(b"".join(digests)).digest()
+    """Digest of a contiguous byte buffer."""
+    return xxhash.xxh3_128(buffer).digest()
 
 
 class _Digest:
