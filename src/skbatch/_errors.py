@@ -27,3 +27,13 @@ class SerialFallbackWarning(UserWarning):
     ...     warnings.simplefilter("error", SerialFallbackWarning)
     ...     # batched calls here raise instead of falling back
     """
+
+
+class CacheWarning(UserWarning):
+    """The fit cache could not be used as asked; the result is still right.
+
+    Raised when a cache entry was found corrupted (it is fitted again and
+    rewritten), when the cache location cannot be written (fits are
+    returned, not stored), or when a fitted model cannot be pickled (it is
+    not stored, and not tried again).
+    """
