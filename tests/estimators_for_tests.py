@@ -305,22 +305,15 @@ class CenteringTransformer(TransformerMixin, BaseEstimator):
         return X - X.mean(axis=0) if self.center else X.copy()
 
 
-class IntervalRegressor(RegressorMixin, BaseEstimator):
+class IntervalRegressor(SleepyRegressor):
     """Predicts, for each row, ``[pid, start, stop]`` of the call that
     computed it (sleeping ``seconds_per_row`` per row), to see which
     processes worked at the same time."""
-
-    def __init__(self, seconds_per_row=2e-4):
-        self.seconds_per_row = seconds_per_row
-
-    def fit(self, X, y=None):
-        self.n_features_in_ = np.asarray(X).shape[1]
-        return self
 
     def predict(self, X):
         import time
 
         start = time.monotonic()
-        time.sleep(self.seconds_per_row * len(X))
+        super().predict(X)
         stop = time.monotonic()
         return np.tile([os.getpid(), start, stop], (len(X), 1))
