@@ -1,5 +1,7 @@
 """scikit-learn's estimator checks, run over several wrapped estimators."""
 
+import tempfile
+
 from sklearn.cluster import KMeans
 from sklearn.ensemble import IsolationForest
 from sklearn.linear_model import LogisticRegression, Ridge
@@ -8,7 +10,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skbatch import BatchedPredictor, BatchedTransformer
+from skbatch import BatchedPredictor, BatchedTransformer, CachedEstimator, FitCache
 
 ESTIMATORS = [
     BatchedPredictor(LogisticRegression()),
@@ -20,6 +22,18 @@ ESTIMATORS = [
     BatchedTransformer(StandardScaler(), n_jobs=2, batch_size=7),
     BatchedPredictor(KMeans(n_clusters=3, n_init=2, random_state=0)),
     BatchedPredictor(IsolationForest(n_estimators=10, random_state=0)),
+]
+
+# The checks fit many times on the same data: with a cache they exercise hits.
+_CACHE = FitCache(tempfile.mkdtemp(prefix="skbatch-checks-"))
+ESTIMATORS += [
+    CachedEstimator(LogisticRegression()),
+    CachedEstimator(LogisticRegression(), memory=_CACHE),
+    CachedEstimator(StandardScaler(), memory=_CACHE),
+    CachedEstimator(make_pipeline(StandardScaler(), Ridge()), memory=_CACHE),
+    CachedEstimator(KMeans(n_clusters=3, n_init=2, random_state=0), memory=_CACHE),
+    BatchedPredictor(LogisticRegression(), n_jobs=2, memory=_CACHE),
+    BatchedTransformer(StandardScaler(), memory=_CACHE),
 ]
 
 

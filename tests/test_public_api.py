@@ -6,11 +6,16 @@ def test_public_names():
     assert skbatch.__all__ == [
         "BatchedPredictor",
         "BatchedTransformer",
+        "CacheStats",
+        "CacheWarning",
+        "CachedEstimator",
         "CallReport",
+        "FitCache",
         "SerialFallbackWarning",
         "__version__",
         "batch_process",
         "forget_measurements",
+        "make_cached_pipeline",
         "start_workers",
     ]
     for name in skbatch.__all__:

@@ -1,6 +1,8 @@
 """skbatch: batch inference for scikit-learn, in parallel, with progress."""
 
-from skbatch._errors import SerialFallbackWarning
+from skbatch._caching import CachedEstimator, make_cached_pipeline
+from skbatch._errors import CacheWarning, SerialFallbackWarning
+from skbatch._fit_cache import CacheStats, FitCache
 from skbatch._plan import CallReport
 from skbatch._pool import start_workers
 from skbatch._predictor import BatchedPredictor, BatchedTransformer
@@ -12,10 +14,15 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "BatchedPredictor",
     "BatchedTransformer",
+    "CacheStats",
+    "CacheWarning",
+    "CachedEstimator",
     "CallReport",
+    "FitCache",
     "SerialFallbackWarning",
     "__version__",
     "batch_process",
     "forget_measurements",
+    "make_cached_pipeline",
     "start_workers",
 ]

@@ -1,23 +1,31 @@
 """Fitted models on disk, one file per key: written atomically, verified on
-load.
+load, evicted least recently used first.
 
 An entry is a header (magic, payload length, XXH3-128 digest of the payload)
-and the cloudpickled payload. It is written to a temporary file in the same
+and the pickled payload. It is written to a temporary file in the same
 folder and renamed over the final name, so a reader sees either no entry or a
 whole one, and two processes storing the same key both leave a valid entry.
 An entry whose bytes do not match its digest (a truncated write, a flipped
 bit, another program's file) is reported, removed and treated as missing:
 nothing corrupted is ever returned. A location that cannot be written is
 reported once, naming the path and the reason; fits go on uncached.
+
+Payloads are pickled by reference where they can be (so a class defined in a
+script or notebook comes back as that class, not a copy of it), and by value
+through cloudpickle otherwise (lambdas, classes defined in functions). A hit
+sets the entry's modification time: that is the "last used" the size cap
+evicts by, with no index file for concurrent processes to fight over.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import struct
 import tempfile
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -28,36 +36,70 @@ from skbatch._worker import cloudpickle
 
 MAGIC = b"SKBATCH-CACHE-1\n"
 _HEADER = struct.Struct("<Q16s")  # payload length, payload digest
+SUFFIX = ".skbc"
+_TEMPORARY_PREFIX = ".tmp-"
+#: A temporary file this old was left by a writer that died mid-write.
+_STALE_TEMPORARY_SECONDS = 3600
+
+
+def _dumps(value) -> bytes:
+    try:
+        return pickle.dumps(value, protocol=5)
+    except Exception:
+        return cloudpickle.dumps(value, protocol=5)
 
 
 class EntryStore:
-    """Entries under ``location``, keyed by hex strings."""
+    """Entries under ``location``, keyed by hex strings, with the counters a
+    user reads as the cache's statistics (for this process)."""
 
     def __init__(self, location):
         self.location = Path(location)
         self._lock = threading.Lock()
-        self._unwritable_reported = False
+        self._location_reported = False
         self._unpicklable = set()  # keys whose value could not be pickled
+        self._oversized = set()  # keys whose entry would not fit the size cap
+        self.counts = dict.fromkeys(
+            ("hits", "misses", "stores", "evictions", "corrupted"), 0
+        )
+
+    def count(self, name: str) -> None:
+        with self._lock:
+            self.counts[name] += 1
 
     def path(self, key: str) -> Path:
-        return self.location / f"{key}.skbc"
+        return self.location / f"{key}{SUFFIX}"
 
+    # ----------------------------------------------------------------- read
     def load(self, key: str):
         """``(True, value)`` for a valid entry, else ``(False, None)``."""
         path = self.path(key)
         try:
             data = path.read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return False, None
         except OSError as exc:
-            self._warn(f"cache entry {path} could not be read ({exc}); fitting")
+            self._warn_location_once(
+                f"cache entry {path} could not be read ({exc.strerror or exc}); "
+                "fitting instead"
+            )
             return False, None
         problem = _problem(data)
         if problem is None:
             try:
-                return True, cloudpickle.loads(data[len(MAGIC) + _HEADER.size :])
+                value = pickle.loads(memoryview(data)[len(MAGIC) + _HEADER.size :])
             except Exception as exc:
-                problem = f"it does not unpickle ({type(exc).__name__}: {exc})"
+                # Intact bytes this process cannot rebuild (a class it does not
+                # define): not corruption. The refit overwrites the entry.
+                self._warn(
+                    f"cache entry {path} could not be loaded in this process "
+                    f"({type(exc).__name__}: {exc}); the estimator is fitted again"
+                )
+                return False, None
+            with contextlib.suppress(OSError):  # read-only caches still serve
+                os.utime(path)
+            return True, value
+        self.count("corrupted")
         self._warn(
             f"cache entry {path} is corrupted ({problem}): it is removed and "
             "the estimator fitted again"
@@ -66,26 +108,40 @@ class EntryStore:
             path.unlink()
         return False, None
 
-    def save(self, key: str, value) -> bool:
-        """Store ``value``; False (with one warning) if it could not be."""
-        if key in self._unpicklable:
+    # ---------------------------------------------------------------- write
+    def save(self, key: str, value, max_bytes: int | None = None) -> bool:
+        """Store ``value``, evicting least recently used entries to keep the
+        folder under ``max_bytes``; False (with one warning) if it could not
+        be stored."""
+        if key in self._unpicklable or key in self._oversized:
             return False
         try:
-            payload = cloudpickle.dumps(value)
+            payload = _dumps(value)
         except Exception as exc:
             self._unpicklable.add(key)
             self._warn(
-                f"the fitted {type(value).__name__} cannot be pickled "
+                f"the fitted {_describe(value)} cannot be pickled "
                 f"({type(exc).__name__}: {exc}), so it is not cached; it will "
                 "not be tried again in this session"
             )
             return False
         header = MAGIC + _HEADER.pack(len(payload), xxhash.xxh3_128(payload).digest())
+        size = len(header) + len(payload)
+        if max_bytes is not None and size > max_bytes:
+            self._oversized.add(key)
+            self._warn(
+                f"the fitted {_describe(value)} takes {size:,} bytes, more than "
+                f"the cache's max_bytes ({max_bytes:,}), so it is not cached; "
+                "raise max_bytes to cache it"
+            )
+            return False
         temporary = None
         try:
             self.location.mkdir(parents=True, exist_ok=True)
+            if max_bytes is not None:
+                self.evict(max_bytes - size, keep=key)
             fd, temporary = tempfile.mkstemp(
-                dir=self.location, prefix=".tmp-", suffix=".skbc"
+                dir=self.location, prefix=_TEMPORARY_PREFIX, suffix=SUFFIX
             )
             with os.fdopen(fd, "wb") as f:
                 f.write(header)
@@ -93,24 +149,96 @@ class EntryStore:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(temporary, self.path(key))
-            return True
         except OSError as exc:
             if temporary is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(temporary)
-            with self._lock:
-                report = not self._unwritable_reported
-                self._unwritable_reported = True
-            if report:
-                self._warn(
-                    f"the cache location {self.location} cannot be written "
-                    f"({exc.strerror or exc}); fits are returned but not cached"
-                )
+            self._warn_location_once(
+                f"the cache location {self.location} cannot be written "
+                f"({exc.strerror or exc}); fits are returned but not cached"
+            )
             return False
+        self.count("stores")
+        if max_bytes is not None:  # another process may have written meanwhile
+            self.evict(max_bytes, keep=key)
+        return True
+
+    # ----------------------------------------------------------- management
+    def entries(self) -> list[tuple[Path, int, int]]:
+        """``(path, bytes, last used in ns)`` of every entry, oldest first.
+        Temporary files left by dead writers are removed on the way."""
+        found = []
+        try:
+            names = os.listdir(self.location)
+        except OSError:
+            return []
+        now = time.time()
+        for name in names:
+            path = self.location / name
+            if not name.endswith(SUFFIX):
+                continue  # not ours: never touched
+            try:
+                stat = path.stat()
+            except OSError:  # removed meanwhile
+                continue
+            if name.startswith(_TEMPORARY_PREFIX):
+                if now - stat.st_mtime > _STALE_TEMPORARY_SECONDS:
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                continue
+            found.append((path, stat.st_size, stat.st_mtime_ns))
+        found.sort(key=lambda entry: (entry[2], entry[0].name))
+        return found
+
+    def evict(self, budget: int, keep: str | None = None) -> int:
+        """Remove least recently used entries until the rest take at most
+        ``budget`` bytes; ``keep`` is removed last. Returns how many went."""
+        entries = self.entries()
+        keep_path = self.path(keep) if keep is not None else None
+        entries.sort(key=lambda entry: entry[0] == keep_path)  # stable: LRU kept
+        total = sum(size for _, size, _ in entries)
+        removed = 0
+        for path, size, _ in entries:
+            if total <= budget:
+                break
+            if path == keep_path:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+            total -= size
+        with self._lock:
+            self.counts["evictions"] += removed
+        return removed
+
+    def clear(self) -> int:
+        """Remove every entry (and only skbatch's entries); returns how many."""
+        entries = self.entries()
+        for path, _, _ in entries:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        with self._lock:
+            self._oversized.clear()
+        return len(entries)
+
+    def _warn_location_once(self, message: str) -> None:
+        """A problem with the folder itself: said once per process, not once
+        per fit (a grid search makes hundreds)."""
+        with self._lock:
+            report = not self._location_reported
+            self._location_reported = True
+        if report:
+            self._warn(message)
 
     @staticmethod
     def _warn(message: str) -> None:
-        warnings.warn(CacheWarning(message), stacklevel=4)
+        warnings.warn(CacheWarning(message), stacklevel=5)
+
+
+def _describe(value) -> str:
+    if isinstance(value, dict) and "estimator" in value:
+        value = value["estimator"]
+    return type(value).__name__
 
 
 def _problem(data: bytes) -> str | None:
@@ -121,7 +249,7 @@ def _problem(data: bytes) -> str | None:
     if len(header) < _HEADER.size:
         return "truncated header"
     length, digest = _HEADER.unpack(header)
-    payload = data[len(MAGIC) + _HEADER.size :]
+    payload = memoryview(data)[len(MAGIC) + _HEADER.size :]
     if len(payload) != length:
         return f"{len(payload)} payload bytes, {length} expected"
     if xxhash.xxh3_128(payload).digest() != digest:

@@ -15,6 +15,7 @@ changes it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sys
 import sysconfig
@@ -41,6 +42,7 @@ def _is_library(module_name: str | None) -> bool:
     return path.startswith(_LIBRARY_PATHS)
 
 
+@functools.cache
 def _library_version(module_name: str) -> str:
     top = module_name.split(".")[0]
     try:
@@ -110,7 +112,11 @@ class _Fingerprint:
             if isinstance(function, types.FunctionType):
                 self.add("method", name)
                 self.function(function)
-            elif not callable(member):
+            elif not callable(member) and not (
+                # Bookkeeping Python adds on its own (``__slotnames__``, set
+                # by the first pickle of an instance), not behaviour.
+                name.startswith("__") and name.endswith("__")
+            ):
                 self.add("attribute", (name, _plain(member)))
 
     def function(self, function) -> None:
@@ -146,16 +152,28 @@ class _Fingerprint:
                 self.code(const, globals_)  # a nested function or lambda
             else:
                 self.add("const", _plain(const))
+        modules = []
         for name in code.co_names:  # globals it reads: helpers it calls
             target = globals_.get(name)
             if isinstance(target, (types.FunctionType, type)):
                 self.value(target)
+            elif isinstance(target, types.ModuleType) and not _is_library(
+                target.__name__
+            ):
+                modules.append(target)
+        for module in modules:  # ``helpers.clean(X)`` in a user module
+            for name in code.co_names:
+                target = getattr(module, name, None)
+                if isinstance(target, (types.FunctionType, type)):
+                    self.value(target)
 
 
 def _plain(value) -> str:
     """A stable text for a constant or default (no memory addresses)."""
     if isinstance(value, (tuple, list)):
         return f"{type(value).__name__}({', '.join(_plain(v) for v in value)})"
+    if isinstance(value, (set, frozenset)):  # repr order follows the hash seed
+        return f"{type(value).__name__}({', '.join(sorted(map(_plain, value)))})"
     if isinstance(value, (types.FunctionType, type)):
         return f"<{type(value).__name__} {value.__qualname__}>"
     text = repr(value)

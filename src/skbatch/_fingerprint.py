@@ -23,7 +23,7 @@ import xxhash
 from skbatch._indexing import is_pandas, is_polars, is_sparse
 
 
-def _buffer_digest(buffer: memoryview) -> bytes:
+def _buffer_digest(buffer) -> bytes:
     """Digest of a contiguous byte buffer."""
     return xxhash.xxh3_128(buffer).digest()
 
@@ -56,7 +56,31 @@ def _add_array(digest: _Digest, array: np.ndarray) -> None:
         digest.part("objects", pickle.dumps(array.tolist(), protocol=5))
         return
     contiguous = np.ascontiguousarray(array)  # a copy only if not C-ordered
-    digest.part("data", _buffer_digest(memoryview(contiguous).cast("B")))
+    # As bytes: any dtype (datetimes, records), any shape (empty, 0-d).
+    digest.part("data", _buffer_digest(contiguous.reshape(-1).view(np.uint8)))
+
+
+_SCALARS = (bool, int, float, complex, str, bytes)
+
+
+def _is_uniform(items) -> bool:
+    """True when ``np.asarray(items)`` keeps every value and type: items of
+    one scalar type, or arrays of one dtype and shape. Mixed items (``[1,
+    "1"]``, DataFrames) are hashed one by one, so conversion never makes two
+    different lists alike."""
+    if not items:
+        return False
+    first = items[0]
+    if type(first) in _SCALARS:
+        return all(type(item) is type(first) for item in items)
+    if type(first) is np.ndarray and not first.dtype.hasobject:
+        return all(
+            type(item) is np.ndarray
+            and item.dtype == first.dtype
+            and item.shape == first.shape
+            for item in items
+        )
+    return False
 
 
 def _add(digest: _Digest, obj) -> None:
@@ -98,12 +122,8 @@ def _add(digest: _Digest, obj) -> None:
         _add_array(digest, obj)
     elif isinstance(obj, (list, tuple)):
         digest.part(type(obj).__name__, str(len(obj)).encode())
-        try:
-            array = np.asarray(obj)
-        except (ValueError, TypeError):
-            array = None
-        if array is not None and not array.dtype.hasobject:
-            _add_array(digest, array)
+        if _is_uniform(obj):
+            _add_array(digest, np.asarray(obj))
         else:
             for item in obj:
                 _add(digest, item)

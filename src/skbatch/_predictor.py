@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import warnings
 import weakref
-from copy import deepcopy
 from numbers import Integral
 from typing import ClassVar
 
@@ -25,36 +24,23 @@ from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils._set_output import _safe_set_output
-from sklearn.utils._tags import get_tags
-from sklearn.utils.metadata_routing import (
-    MetadataRouter,
-    MethodMapping,
-    _routing_enabled,
-    process_routing,
-)
 from sklearn.utils.metaestimators import available_if
 
 from skbatch import _engine
 from skbatch._base import SkbatchEstimator
+from skbatch._delegation import (
+    WrapsEstimatorMixin,
+    estimator_has,
+    fitted_attribute,
+    route,
+)
 from skbatch._errors import SerialFallbackWarning
+from skbatch._fit_cache import fit_with_cache, resolve_memory
 from skbatch._indexing import num_rows
 from skbatch._plan import CallReport
 from skbatch._progress import single_call_bar
 from skbatch._progress_display import validate_bar_options
 from skbatch._splittable import not_row_wise_reason, row_wise_score_metric
-
-#: Methods whose metadata is routed to the same method of the wrapped estimator.
-_ROUTED_METHODS = (
-    "fit",
-    "predict",
-    "predict_proba",
-    "predict_log_proba",
-    "decision_function",
-    "score",
-    "transform",
-    "inverse_transform",
-)
-
 
 #: The latest call's report of each meta-estimator. Kept outside the instance:
 #: predict must not change an estimator's ``__dict__`` (scikit-learn checks it).
@@ -96,16 +82,7 @@ def _display_name(estimator) -> str:
     return type(estimator).__name__
 
 
-def _estimator_has(attr):
-    """Check the fitted estimator if there is one, else the unfitted one."""
-
-    def check(self):
-        return hasattr(getattr(self, "estimator_", self.estimator), attr)
-
-    return check
-
-
-class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
+class BatchedPredictor(WrapsEstimatorMixin, MetaEstimatorMixin, SkbatchEstimator):
     """Run an estimator's inference methods over batches of rows, in parallel.
 
     ``fit`` fits a clone of ``estimator`` (serially). ``predict``,
@@ -159,8 +136,13 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
         ``mininterval``, ``unit``, ``colour``, ... ``total``, ``initial`` and
         ``iterable`` are skbatch's to set.
 
+    memory : str, path-like, joblib.Memory or FitCache, default=None
+        Cache ``fit`` there, as :class:`CachedEstimator` does (the two share
+        entries for the same wrapped estimator). None fits without caching.
+
     verbose : int, default=0
-        Print what each call did, and why, when > 0.
+        Print what each call did, and why, when > 0 (and each cache hit or
+        miss).
 
     Attributes
     ----------
@@ -236,8 +218,11 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
         "backend": [str, None],
         "progress": ["boolean", StrOptions({"overall", "workers"})],
         "progress_bar_kwargs": [dict, None],
+        "memory": "no_validation",  # resolve_memory says what is wrong
         "verbose": ["verbose"],
     }
+    #: How calls run, not what fit computes: left out of fit cache keys.
+    _run_only_params = ("batch_size", "backend", "progress", "progress_bar_kwargs")
 
     def __init__(
         self,
@@ -248,6 +233,7 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
         backend=None,
         progress=False,
         progress_bar_kwargs=None,
+        memory=None,
         verbose=0,
     ):
         self.estimator = estimator
@@ -256,6 +242,7 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
         self.backend = backend
         self.progress = progress
         self.progress_bar_kwargs = progress_bar_kwargs
+        self.memory = memory
         self.verbose = verbose
 
     # ------------------------------------------------------------ validation
@@ -300,7 +287,7 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
         _VALIDATED.add(snapshot)
         return options
 
-    def _fitted_estimator(self):
+    def _fitted(self):
         if hasattr(self, "estimator_"):
             return self.estimator_
         if _is_fitted_frozen(self.estimator):
@@ -320,9 +307,7 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
         return "overall" if self.progress else None
 
     def _route(self, method, params):
-        if _routing_enabled():
-            return process_routing(self, method, **params).estimator[method]
-        return params
+        return route(self, method, params)
 
     # -------------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=False)
@@ -348,14 +333,20 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
             The fitted meta-estimator.
         """
         self._check_params()
-        params = self._route("fit", fit_params)
-        self.estimator_ = clone(self.estimator)
-        self.estimator_.fit(X, y, **params)
+        self.estimator_ = self._fit_cached("fit", X, y, fit_params)[0]
         return self
+
+    def _fit_cached(self, method, X, y, fit_params):
+        cache = resolve_memory(self.memory, type(self).__name__)
+        params = self._route("fit", fit_params)
+        fitted, output, _, _ = fit_with_cache(
+            cache, clone(self.estimator), method, X, y, params, self.verbose
+        )
+        return fitted, output
 
     def _batched(self, method, X, params):
         bar_options = self._check_params()
-        estimator = self._fitted_estimator()
+        estimator = self._fitted()
         label = f"{_display_name(estimator)}.{method}"
         record = CallReport(label, None)
         _LAST_CALLS[self] = record
@@ -409,7 +400,7 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
             ) from None
 
     # ---------------------------------------------------------------- methods
-    @available_if(_estimator_has("predict"))
+    @available_if(estimator_has("predict"))
     def predict(self, X, **params):
         """Predict with the wrapped estimator, batch by batch.
 
@@ -428,7 +419,7 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
         """
         return self._batched("predict", X, self._route("predict", params))
 
-    @available_if(_estimator_has("predict_proba"))
+    @available_if(estimator_has("predict_proba"))
     def predict_proba(self, X, **params):
         """Class probabilities from the wrapped estimator, batch by batch.
 
@@ -447,7 +438,7 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
         """
         return self._batched("predict_proba", X, self._route("predict_proba", params))
 
-    @available_if(_estimator_has("predict_log_proba"))
+    @available_if(estimator_has("predict_log_proba"))
     def predict_log_proba(self, X, **params):
         """Log class probabilities from the wrapped estimator, batch by batch.
 
@@ -468,7 +459,7 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
             "predict_log_proba", X, self._route("predict_log_proba", params)
         )
 
-    @available_if(_estimator_has("decision_function"))
+    @available_if(estimator_has("decision_function"))
     def decision_function(self, X, **params):
         """Decision function of the wrapped estimator, batch by batch.
 
@@ -489,7 +480,7 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
             "decision_function", X, self._route("decision_function", params)
         )
 
-    @available_if(_estimator_has("score_samples"))
+    @available_if(estimator_has("score_samples"))
     def score_samples(self, X, **params):
         """Per-sample scores of the wrapped estimator, batch by batch.
 
@@ -508,7 +499,7 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
         """
         return self._batched("score_samples", X, params)
 
-    @available_if(_estimator_has("transform"))
+    @available_if(estimator_has("transform"))
     def transform(self, X, **params):
         """Transform with the wrapped estimator, batch by batch.
 
@@ -527,7 +518,7 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
         """
         return self._batched("transform", X, self._route("transform", params))
 
-    @available_if(_estimator_has("transform"))
+    @available_if(estimator_has("transform"))
     @_fit_context(prefer_skip_nested_validation=False)
     def fit_transform(self, X, y=None, **fit_params):
         """Fit the wrapped estimator, then transform ``X``.
@@ -557,11 +548,10 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
         if own is None or own is TransformerMixin.fit_transform:
             return self.fit(X, y, **fit_params).transform(X)
         self._check_params()
-        params = self._route("fit", fit_params)
-        self.estimator_ = clone(self.estimator)
-        return self.estimator_.fit_transform(X, y, **params)
+        self.estimator_, X_out = self._fit_cached("fit_transform", X, y, fit_params)
+        return X_out
 
-    @available_if(_estimator_has("score"))
+    @available_if(estimator_has("score"))
     def score(self, X, y=None, sample_weight=None, **params):
         """Score the wrapped estimator on ``X`` and ``y``.
 
@@ -588,7 +578,7 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
         score : float
             What ``estimator.score(X, y, sample_weight=sample_weight)`` returns.
         """
-        estimator = self._fitted_estimator()
+        estimator = self._fitted()
         params = self._route("score", params)
         metric = None if params else row_wise_score_metric(estimator)
         if metric is None:
@@ -599,69 +589,15 @@ class BatchedPredictor(MetaEstimatorMixin, SkbatchEstimator):
         return float(metric(y, y_pred, sample_weight=sample_weight))
 
     # ------------------------------------------------------------- delegation
-    @property
-    def classes_(self):
-        """Class labels of the wrapped classifier."""
-        return self._fitted_estimator().classes_
-
-    @property
-    def n_features_in_(self):
-        """Number of features seen during fit."""
-        return self._fitted_estimator().n_features_in_
-
-    @property
-    def feature_names_in_(self):
-        """Names of features seen during fit."""
-        return self._fitted_estimator().feature_names_in_
-
     def __getattr__(self, name):
         # Other fitted attributes (coef_, offset_, n_outputs_, ...) come from
         # the fitted estimator, as they would from the estimator itself.
-        if (
-            name.endswith("_")
-            and not name.startswith("_")
-            and name not in ("estimator_", "last_call_")
-        ):
+        fitted = None
+        if name not in ("estimator_", "last_call_"):
             fitted = self.__dict__.get("estimator_")
             if fitted is None and _is_fitted_frozen(self.__dict__.get("estimator")):
                 fitted = self.__dict__["estimator"]
-            if fitted is not None:
-                return getattr(fitted, name)
-        raise AttributeError(
-            f"{type(self).__name__!r} object has no attribute {name!r}"
-        )
-
-    def get_metadata_routing(self):
-        """Get metadata routing of this object.
-
-        Every method routes its metadata to the same method of the wrapped
-        estimator.
-
-        Returns
-        -------
-        routing : MetadataRouter
-            A :class:`~sklearn.utils.metadata_routing.MetadataRouter`
-            encapsulating routing information.
-        """
-        mapping = MethodMapping()
-        for method in _ROUTED_METHODS:
-            mapping.add(caller=method, callee=method)
-        return MetadataRouter(owner=self).add(
-            estimator=self.estimator, method_mapping=mapping
-        )
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        inner = get_tags(self.estimator)
-        tags.estimator_type = inner.estimator_type
-        tags.input_tags = deepcopy(inner.input_tags)
-        tags.target_tags = deepcopy(inner.target_tags)
-        tags.classifier_tags = deepcopy(inner.classifier_tags)
-        tags.regressor_tags = deepcopy(inner.regressor_tags)
-        if inner.transformer_tags is not None:
-            tags.transformer_tags = deepcopy(inner.transformer_tags)
-        tags.non_deterministic = inner.non_deterministic
-        return tags
+        return fitted_attribute(self, fitted, name)
 
 
 class BatchedTransformer(
@@ -695,6 +631,10 @@ class BatchedTransformer(
 
     progress_bar_kwargs : dict, default=None
         tqdm options for the bars; see :class:`BatchedPredictor`.
+
+    memory : str, path-like, joblib.Memory or FitCache, default=None
+        Cache ``fit`` and ``fit_transform`` there; see
+        :class:`CachedEstimator`.
 
     verbose : int, default=0
         Print what each call did, and why, when > 0.
@@ -736,7 +676,7 @@ class BatchedTransformer(
     # TransformerMixin.fit_transform in the method resolution order.
     fit_transform = BatchedPredictor.__dict__["fit_transform"]
 
-    @available_if(_estimator_has("inverse_transform"))
+    @available_if(estimator_has("inverse_transform"))
     def inverse_transform(self, X, **params):
         """Inverse-transform with the wrapped estimator, batch by batch.
 
@@ -757,7 +697,7 @@ class BatchedTransformer(
             "inverse_transform", X, self._route("inverse_transform", params)
         )
 
-    @available_if(_estimator_has("get_feature_names_out"))
+    @available_if(estimator_has("get_feature_names_out"))
     def get_feature_names_out(self, input_features=None):
         """Output feature names of the wrapped transformer.
 
@@ -771,7 +711,7 @@ class BatchedTransformer(
         feature_names_out : ndarray of str objects
             Transformed feature names.
         """
-        return self._fitted_estimator().get_feature_names_out(input_features)
+        return self._fitted().get_feature_names_out(input_features)
 
     def set_output(self, *, transform=None):
         """Set the output container of ``transform`` and ``fit_transform``.

@@ -1,0 +1,352 @@
+"""``FitCache``: where fits are cached, how big the cache may grow, what it
+did; and the one function every cached fit goes through.
+
+``memory=`` (on :class:`~skbatch.CachedEstimator`, ``BatchedPredictor`` and
+``BatchedTransformer``) takes a path, a :class:`joblib.Memory` or a
+``FitCache``; all three name a folder, and entries live in its ``skbatch``
+subfolder, next to (never inside) joblib's own. Every ``FitCache`` for one
+folder in a process shares one :class:`~skbatch._cache_store.EntryStore`:
+clones made by ``GridSearchCV`` count into the same statistics and an
+unwritable folder is reported once, not once per clone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from numbers import Integral, Real
+from pathlib import Path
+
+from skbatch._cache_store import EntryStore
+from skbatch._errors import CacheWarning
+from skbatch._fit_key import UnkeyableError, fit_key
+
+_STORES: dict[str, EntryStore] = {}
+_SAVED_SECONDS: dict[str, float] = {}
+_STORES_LOCK = threading.Lock()
+_UNKEYABLE_REPORTED: set[str] = set()
+
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def _parse_bytes(max_bytes):
+    if max_bytes is None:
+        return None
+    if isinstance(max_bytes, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", max_bytes, re.I)
+        if match is None:
+            raise ValueError(
+                f"max_bytes must be a number of bytes or a size such as '500M' "
+                f"or '2G', got {max_bytes!r}."
+            )
+        max_bytes = float(match[1]) * _UNITS[match[2].upper()]
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (Integral, Real)):
+        raise TypeError(
+            f"max_bytes must be a number of bytes, a size such as '2G', or None; "
+            f"got {type(max_bytes).__name__} {max_bytes!r}."
+        )
+    if not max_bytes >= 1:  # also rejects NaN
+        raise ValueError(f"max_bytes must be at least 1 byte, got {max_bytes!r}.")
+    return int(max_bytes)
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """What a fit cache holds and, in this process, what it did.
+
+    Attributes
+    ----------
+    location : pathlib.Path
+        The folder holding the entries.
+    entries : int
+        Cached fits on disk now.
+    total_bytes : int
+        Their size on disk.
+    max_bytes : int or None
+        The size cap, if any.
+    hits, misses : int
+        Fits served from the cache, and fits run, by this process.
+    stores : int
+        Fits written to the cache by this process.
+    evictions : int
+        Entries this process removed to keep under ``max_bytes``.
+    corrupted : int
+        Damaged entries this process found (each was removed and refitted).
+    saved_seconds : float
+        Fit time the hits saved, as measured when each entry was stored.
+    """
+
+    location: Path
+    entries: int
+    total_bytes: int
+    max_bytes: int | None
+    hits: int
+    misses: int
+    stores: int
+    evictions: int
+    corrupted: int
+    saved_seconds: float
+
+    def __str__(self):
+        cap = "" if self.max_bytes is None else f" of {_size(self.max_bytes)}"
+        return (
+            f"{self.entries} entries, {_size(self.total_bytes)}{cap} in "
+            f"{self.location}; this process: {self.hits} hits, {self.misses} "
+            f"misses, {self.saved_seconds:.1f} s of fitting saved"
+        )
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError  # unreachable
+
+
+class FitCache:
+    """A folder of cached fits, with an optional size cap.
+
+    Pass it as ``memory=`` to :class:`CachedEstimator`,
+    :class:`BatchedPredictor` or :class:`BatchedTransformer`. A plain path (or
+    a :class:`joblib.Memory`) does the same without a size cap.
+
+    Parameters
+    ----------
+    location : str or path-like
+        The folder; ``~`` is expanded. Entries go in its ``skbatch``
+        subfolder, which is created on the first store. Other files in the
+        folder are never touched.
+
+    max_bytes : int or str, default=None
+        Size cap of the entries, in bytes or as ``"500M"``, ``"2G"`` (powers of
+        1024). After each store, least recently used entries are removed until
+        the rest fit; a fit bigger than the cap on its own is not stored.
+        None means no cap.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skbatch import CachedEstimator, FitCache
+    >>> X, y = load_iris(return_X_y=True)
+    >>> cache = FitCache(tempfile.mkdtemp(), max_bytes="100M")
+    >>> model = CachedEstimator(LogisticRegression(max_iter=500), memory=cache)
+    >>> model.fit(X, y).cache_hit_
+    False
+    >>> model.fit(X, y).cache_hit_
+    True
+    >>> cache.stats().entries
+    1
+    >>> cache.clear()
+    1
+    """
+
+    def __init__(self, location, max_bytes=None):
+        if not isinstance(location, (str, os.PathLike)) or not str(location):
+            raise TypeError(
+                "location must be a folder path (str or path-like), got "
+                f"{type(location).__name__} {location!r}."
+            )
+        self._folder = Path(os.path.expanduser(os.fspath(location))).absolute()
+        self._max_bytes = _parse_bytes(max_bytes)
+        self._given = (location, max_bytes)
+
+    @property
+    def location(self) -> Path:
+        """The folder holding the entries (``<location>/skbatch``)."""
+        return self._folder / "skbatch"
+
+    @property
+    def max_bytes(self):
+        """The size cap in bytes, or None."""
+        return self._max_bytes
+
+    @property
+    def _store(self) -> EntryStore:
+        key = str(self.location)
+        with _STORES_LOCK:
+            store = _STORES.get(key)
+            if store is None:
+                store = _STORES[key] = EntryStore(self.location)
+                _SAVED_SECONDS[key] = 0.0
+            return store
+
+    def stats(self) -> CacheStats:
+        """The cache's size now and this process's hits, misses, ...
+
+        Returns
+        -------
+        stats : CacheStats
+        """
+        store = self._store
+        entries = store.entries()
+        counts = dict(store.counts)
+        return CacheStats(
+            location=self.location,
+            entries=len(entries),
+            total_bytes=sum(size for _, size, _ in entries),
+            max_bytes=self._max_bytes,
+            saved_seconds=_SAVED_SECONDS[str(self.location)],
+            **counts,
+        )
+
+    def clear(self) -> int:
+        """Remove every cached fit (only skbatch's files).
+
+        Returns
+        -------
+        n_removed : int
+            The number of entries removed.
+        """
+        return self._store.clear()
+
+    def __repr__(self):
+        location, max_bytes = self._given
+        cap = "" if max_bytes is None else f", max_bytes={max_bytes!r}"
+        return f"FitCache({os.fspath(location)!r}{cap})"
+
+    def __eq__(self, other):
+        return isinstance(other, FitCache) and (
+            (self._folder, self._max_bytes) == (other._folder, other._max_bytes)
+        )
+
+    def __hash__(self):
+        return hash((self._folder, self._max_bytes))
+
+    def __reduce__(self):
+        return type(self), self._given
+
+
+def resolve_memory(memory, owner: str) -> FitCache | None:
+    """The ``FitCache`` a ``memory`` parameter names, or None for no caching."""
+    if memory is None or isinstance(memory, FitCache):
+        return memory
+    if isinstance(memory, (str, os.PathLike)) and not isinstance(memory, bool):
+        if not str(memory):
+            raise ValueError(
+                f"{owner}: memory='' names no folder; give a path, or None for "
+                "no caching."
+            )
+        return FitCache(memory)
+    location = getattr(memory, "location", False)
+    if location is None:  # joblib.Memory(None): caching switched off
+        return None
+    if isinstance(location, (str, os.PathLike)) and hasattr(memory, "cache"):
+        return FitCache(location)
+    raise TypeError(
+        f"{owner}: memory must be None, a folder path, a joblib.Memory or a "
+        f"skbatch.FitCache; got {type(memory).__name__} {memory!r}."
+    )
+
+
+def _call(estimator, method, X, y, fit_params):
+    if method == "fit":
+        estimator.fit(X, y, **fit_params)
+        return None
+    if method == "fit_transform" and not hasattr(estimator, "fit_transform"):
+        return estimator.fit(X, y, **fit_params).transform(X)  # as Pipeline does
+    return getattr(estimator, method)(X, y, **fit_params)
+
+
+#: Held while a fit's warnings are recorded. ``catch_warnings`` swaps
+#: process-wide state, so two threads recording at once could leave it
+#: swapped; a fit that finds it taken runs without recording.
+_RECORDING = threading.Lock()
+_WARNING_REGISTRIES: dict[str, dict] = {}
+
+
+def _replay(recorded) -> None:
+    """Emit recorded warnings again, through the caller's filters."""
+    for category, message, filename, lineno in recorded or ():
+        warnings.warn_explicit(
+            message,
+            category,
+            filename,
+            lineno,
+            registry=_WARNING_REGISTRIES.setdefault(filename, {}),
+        )
+
+
+def _call_recording(estimator, method, X, y, fit_params):
+    """``_call``, and the warnings it raised (None if they could not be
+    recorded). They are emitted again before this returns or raises."""
+    if not _RECORDING.acquire(blocking=False):
+        return _call(estimator, method, X, y, fit_params), None
+    caught: list = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            output = _call(estimator, method, X, y, fit_params)
+    except BaseException:
+        _RECORDING.release()
+        with contextlib.suppress(Exception):  # the fit's own error comes first
+            _replay(_recorded(caught))
+        raise
+    _RECORDING.release()
+    return output, _recorded(caught)
+
+
+def _recorded(caught) -> list:
+    return [(w.category, str(w.message), w.filename, w.lineno) for w in caught]
+
+
+def fit_with_cache(
+    cache: FitCache | None, estimator, method, X, y, fit_params, verbose=0
+):
+    """Run ``estimator.<method>(X, y, **fit_params)`` ("fit", "fit_transform",
+    "fit_predict") or take its result from ``cache``.
+
+    Returns ``(fitted, output, hit, key)``: the fitted estimator (``estimator``
+    itself unless it came from the cache), what the method returned (None for
+    "fit"), whether it came from the cache, and the key (None if uncached).
+    """
+    name = type(estimator).__name__
+    if cache is None:
+        return estimator, _call(estimator, method, X, y, fit_params), False, None
+    try:
+        key = fit_key(estimator, method, X, y, fit_params)
+    except UnkeyableError as exc:
+        reason = str(exc)
+        if reason not in _UNKEYABLE_REPORTED:
+            _UNKEYABLE_REPORTED.add(reason)
+            warnings.warn(
+                CacheWarning(f"{name} is fitted without caching: {reason}."),
+                stacklevel=4,
+            )
+        return estimator, _call(estimator, method, X, y, fit_params), False, None
+    store = cache._store
+    started = time.perf_counter()
+    found, entry = store.load(key)
+    if found and isinstance(entry, dict) and entry.get("key") == key:
+        store.count("hits")
+        with _STORES_LOCK:
+            _SAVED_SECONDS[str(cache.location)] += entry["fit_seconds"]
+        if verbose:
+            print(
+                f"[skbatch cache] hit: {name}.{method} loaded in "
+                f"{time.perf_counter() - started:.2f} s (fitting took "
+                f"{entry['fit_seconds']:.2f} s); {cache.stats()}"
+            )
+        _replay(entry["warnings"])  # what the fit said, said again
+        return entry["estimator"], entry["output"], True, key
+    store.count("misses")
+    started = time.perf_counter()
+    output, recorded = _call_recording(estimator, method, X, y, fit_params)
+    seconds = time.perf_counter() - started
+    entry = {"key": key, "estimator": estimator, "output": output}
+    entry.update(fit_seconds=seconds, warnings=recorded)
+    stored = store.save(key, entry, max_bytes=cache.max_bytes)
+    if verbose:
+        print(
+            f"[skbatch cache] miss: {name}.{method} took {seconds:.2f} s"
+            f"{'' if stored else ', not stored'}; {cache.stats()}"
+        )
+    _replay(recorded)
+    return estimator, output, False, key
