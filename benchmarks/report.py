@@ -169,6 +169,18 @@ def write_docs(payload, workloads, tools):
         "   :alt: warm speed-up by tool",
         "",
     ]
+    if (ROOT / "docs" / "cache_benchmark.inc").exists():
+        lines += [
+            "Fit cache",
+            "---------",
+            "",
+            "From ``benchmarks/cache_hits.py`` and ``benchmarks/cache_keys.py``, "
+            "run separately (a minute each). Target: a hit at least 20x faster "
+            "than a fit of 2 s or more; keys well under a warm read of the data.",
+            "",
+            ".. include:: cache_benchmark.inc",
+            "",
+        ]
     (ROOT / "docs" / "benchmarks.rst").write_text("\n".join(lines))
     plot(results, tools)
 

@@ -299,8 +299,10 @@ CELL = """
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
+FACTOR = 1
+
 def helper(X):
-    return np.asarray(X) * {factor}
+    return np.asarray(X) * {factor} * FACTOR
 
 class Features(TransformerMixin, BaseEstimator):
     def fit(self, X, y=None):
@@ -335,6 +337,11 @@ def test_editing_a_notebook_cell_misses_and_an_unrelated_edit_hits(tmp_path, dat
     # An edit to the helper the method calls: that step refits, and so does
     # the model after it, whose input changed.
     assert _run_cell(CELL.format(**{**base, "factor": 3}), tmp_path, X, y) == [
+        False,
+        False,
+    ]
+    # A constant the helper reads.
+    assert _run_cell(CELL.format(**base) + "\nFACTOR = 3\n", tmp_path, X, y) == [
         False,
         False,
     ]

@@ -9,8 +9,10 @@ estimator (its class and bases, the callables among its parameters, nested
 estimators, and the functions those call through their globals), with their
 constants, names, defaults and closure values. Line numbers and source text
 do not count, so an unrelated edit elsewhere in the same cell or file leaves
-the fingerprint alone, while an edit to a method, or to a helper it calls,
-changes it.
+the fingerprint alone, while an edit to a method, to a helper it calls, or to
+a constant it reads (a number, a string, a tuple, an array) changes it.
+Mutable globals (lists, dicts, other objects) are left out: code updates them
+as it runs.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ import sys
 import sysconfig
 import types
 from importlib import metadata
+
+import numpy as np
+
+from skbatch._fingerprint import data_digest
 
 _LIBRARY_PATHS = tuple(
     {
@@ -153,10 +159,14 @@ class _Fingerprint:
             else:
                 self.add("const", _plain(const))
         modules = []
-        for name in code.co_names:  # globals it reads: helpers it calls
+        for name in code.co_names:  # globals it reads: helpers, constants
             target = globals_.get(name)
             if isinstance(target, (types.FunctionType, type)):
                 self.value(target)
+            elif isinstance(target, np.ndarray):
+                self.add("global array", (name, data_digest(target)))
+            elif _is_constant(target):
+                self.add("global", (name, _plain(target)))
             elif isinstance(target, types.ModuleType) and not _is_library(
                 target.__name__
             ):
@@ -166,6 +176,17 @@ class _Fingerprint:
                 target = getattr(module, name, None)
                 if isinstance(target, (types.FunctionType, type)):
                     self.value(target)
+
+
+def _is_constant(value) -> bool:
+    """A value a global may hold that stands for a setting: numbers, text,
+    and tuples or frozensets of them. Mutable globals (lists, dicts, objects)
+    are left out: code often updates them as it runs (counters, caches)."""
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+        return True
+    if isinstance(value, (tuple, frozenset)):
+        return all(_is_constant(item) for item in value)
+    return isinstance(value, np.generic)
 
 
 def _plain(value) -> str:
