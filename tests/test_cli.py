@@ -73,3 +73,20 @@ def test_python_centroid_matches_a_vectorised_computation():
     np.testing.assert_array_equal(
         model.predict(X), model.classes_[distances.argmin(axis=1)]
     )
+
+
+def test_cache_info_and_clear(tmp_path, capsys):
+    import numpy as np
+    from sklearn.preprocessing import StandardScaler
+
+    from skbatch import CachedEstimator
+
+    CachedEstimator(StandardScaler(), memory=tmp_path).fit(np.ones((5, 2)))
+    (tmp_path / "mine.txt").write_text("kept")
+    assert main(["cache", "info", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.startswith("1 entries, ")
+    assert main(["cache", "clear", str(tmp_path)]) == 0
+    assert "removed 1 entries" in capsys.readouterr().out
+    assert (tmp_path / "mine.txt").read_text() == "kept"
+    assert main(["cache", "info", str(tmp_path / "nothing")]) == 1
+    assert "does not exist" in capsys.readouterr().out

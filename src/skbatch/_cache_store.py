@@ -26,12 +26,11 @@ import struct
 import tempfile
 import threading
 import time
-import warnings
 from pathlib import Path
 
 import xxhash
 
-from skbatch._errors import CacheWarning
+from skbatch._errors import CacheWarning, warn_at_caller
 from skbatch._worker import cloudpickle
 
 MAGIC = b"SKBATCH-CACHE-1\n"
@@ -232,7 +231,7 @@ class EntryStore:
 
     @staticmethod
     def _warn(message: str) -> None:
-        warnings.warn(CacheWarning(message), stacklevel=5)
+        warn_at_caller(CacheWarning(message))
 
 
 def _describe(value) -> str:

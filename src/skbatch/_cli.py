@@ -66,7 +66,32 @@ def build_parser() -> argparse.ArgumentParser:
         default="overall",
         help="progress bars to draw (overall)",
     )
+    cache = commands.add_parser(
+        "cache",
+        help="show or clear a fit cache folder",
+        description=(
+            "Show what a fit cache folder holds (entries, size), or remove "
+            "its skbatch entries. FOLDER is what was given as memory=."
+        ),
+    )
+    cache.add_argument("action", choices=["info", "clear"])
+    cache.add_argument("folder", metavar="FOLDER")
     return parser
+
+
+def _cache_command(action: str, folder: str) -> int:
+    from skbatch import FitCache
+
+    cache = FitCache(folder)
+    if action == "clear":
+        print(f"removed {cache.clear()} entries from {cache.location}")
+        return 0
+    if not cache.location.is_dir():
+        print(f"no fit cache in {folder}: {cache.location} does not exist")
+        return 1
+    stats = cache.stats()
+    print(f"{stats.entries} entries, {stats.total_bytes:,} bytes in {stats.location}")
+    return 0
 
 
 def _version() -> str:
@@ -82,6 +107,8 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "cache":
+        return _cache_command(args.action, args.folder)
     from skbatch._demo import format_table, run_demo
 
     progress = False if args.progress == "none" else args.progress

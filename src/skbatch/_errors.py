@@ -37,3 +37,28 @@ class CacheWarning(UserWarning):
     returned, not stored), or when a fitted model cannot be pickled (it is
     not stored, and not tried again).
     """
+
+
+def _library_folders():
+    import os
+
+    import sklearn
+
+    import skbatch
+
+    return tuple(
+        os.path.dirname(module.__file__) + os.sep for module in (skbatch, sklearn)
+    )
+
+
+def warn_at_caller(warning: Warning) -> None:
+    """Emit ``warning`` attributed to the first frame outside skbatch and
+    scikit-learn: the user's line, however deep in a pipeline it was raised."""
+    import sys
+    import warnings
+
+    folders = _library_folders()
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename.startswith(folders):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(warning, stacklevel=level)

@@ -23,7 +23,7 @@ from numbers import Integral, Real
 from pathlib import Path
 
 from skbatch._cache_store import EntryStore
-from skbatch._errors import CacheWarning
+from skbatch._errors import CacheWarning, warn_at_caller
 from skbatch._fit_key import UnkeyableError, fit_key
 
 _STORES: dict[str, EntryStore] = {}
@@ -316,10 +316,7 @@ def fit_with_cache(
         reason = str(exc)
         if reason not in _UNKEYABLE_REPORTED:
             _UNKEYABLE_REPORTED.add(reason)
-            warnings.warn(
-                CacheWarning(f"{name} is fitted without caching: {reason}."),
-                stacklevel=4,
-            )
+            warn_at_caller(CacheWarning(f"{name} is fitted without caching: {reason}."))
         return estimator, _call(estimator, method, X, y, fit_params), False, None
     store = cache._store
     started = time.perf_counter()
