@@ -24,7 +24,8 @@ X, y = load_digits(return_X_y=True)
 rng = np.random.default_rng(0)
 X = X.repeat(4, axis=0) + rng.normal(scale=2.0, size=(4 * len(X), 64))  # noisy copies
 y = y.repeat(4)
-cache = FitCache(tempfile.mkdtemp(prefix="skbatch-example-"), max_bytes="200M")
+folder = tempfile.TemporaryDirectory(prefix="skbatch-example-")
+cache = FitCache(folder.name, max_bytes="200M")
 
 CELL = """
 import numpy as np
@@ -77,3 +78,4 @@ run_cell(
 )
 print(cache.stats())
 print(f"cleared {cache.clear()} entries")
+folder.cleanup()

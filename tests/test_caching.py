@@ -250,6 +250,7 @@ def test_batched_estimators_share_the_cache(tmp_path, data):
     batched = BatchedPredictor(FitCountingRegressor(), memory=tmp_path, n_jobs=2)
     np.testing.assert_array_equal(batched.fit(X, y).predict(X), cached.predict(X))
     assert FIT_COUNTS["regressor"] == 1
+    assert batched.cache_hit_ and batched.cache_key_ == cached.cache_key_
     scaler = BatchedTransformer(FitCountingScaler(), memory=tmp_path)
     scaler.fit(X)
     clone(scaler).fit(X)

@@ -1,5 +1,7 @@
 """scikit-learn's estimator checks, run over several wrapped estimators."""
 
+import atexit
+import shutil
 import tempfile
 
 from sklearn.cluster import KMeans
@@ -25,7 +27,9 @@ ESTIMATORS = [
 ]
 
 # The checks fit many times on the same data: with a cache they exercise hits.
-_CACHE = FitCache(tempfile.mkdtemp(prefix="skbatch-checks-"))
+_FOLDER = tempfile.mkdtemp(prefix="skbatch-checks-")
+atexit.register(shutil.rmtree, _FOLDER, ignore_errors=True)
+_CACHE = FitCache(_FOLDER)
 ESTIMATORS += [
     CachedEstimator(LogisticRegression()),
     CachedEstimator(LogisticRegression(), memory=_CACHE),

@@ -56,6 +56,7 @@ class EntryStore:
         self.location = Path(location)
         self._lock = threading.Lock()
         self._location_reported = False
+        self._oversized_reported = False
         self._unpicklable = set()  # keys whose value could not be pickled
         self._oversized = set()  # keys whose entry would not fit the size cap
         self.counts = dict.fromkeys(
@@ -128,11 +129,16 @@ class EntryStore:
         size = len(header) + len(payload)
         if max_bytes is not None and size > max_bytes:
             self._oversized.add(key)
-            self._warn(
-                f"the fitted {_describe(value)} takes {size:,} bytes, more than "
-                f"the cache's max_bytes ({max_bytes:,}), so it is not cached; "
-                "raise max_bytes to cache it"
-            )
+            with self._lock:
+                report = not self._oversized_reported
+                self._oversized_reported = True
+            if report:  # once per process: a grid search makes many such fits
+                self._warn(
+                    f"the fitted {_describe(value)} takes {size:,} bytes, more "
+                    f"than the cache's max_bytes ({max_bytes:,}), so it is not "
+                    "cached (nor, this session, other fits over the cap); "
+                    "raise max_bytes to cache them"
+                )
             return False
         temporary = None
         try:

@@ -46,7 +46,10 @@ class CachedEstimator(WrapsEstimatorMixin, MetaEstimatorMixin, SkbatchEstimator)
     calls the fitted one.
 
     Use it as a whole model, or as any step of a pipeline, the final step
-    included: :func:`make_cached_pipeline` wraps every step.
+    included: :func:`make_cached_pipeline` wraps every step. The wrapped
+    estimator's parameters are reached through ``estimator__``, as in
+    ``GridSearchCV(CachedEstimator(LogisticRegression()), {"estimator__C":
+    [0.1, 1.0]})``.
 
     Parameters
     ----------
@@ -73,7 +76,9 @@ class CachedEstimator(WrapsEstimatorMixin, MetaEstimatorMixin, SkbatchEstimator)
         Whether the latest fit came from the cache.
 
     cache_key_ : str or None
-        The latest fit's cache key (None when it was not cached).
+        The latest fit's cache key; None without ``memory`` or when the fit
+        could not be keyed (a :class:`CacheWarning` said why). A key is made
+        even when the folder cannot be written.
 
     classes_ : ndarray of shape (n_classes,)
         Class labels, for classifiers.
@@ -128,13 +133,14 @@ class CachedEstimator(WrapsEstimatorMixin, MetaEstimatorMixin, SkbatchEstimator)
     >>> from sklearn.preprocessing import StandardScaler
     >>> from skbatch import CachedEstimator
     >>> X, y = load_iris(return_X_y=True)
-    >>> folder = tempfile.mkdtemp()
+    >>> folder = tempfile.TemporaryDirectory()
     >>> pipe = make_pipeline(StandardScaler(), LogisticRegression())
-    >>> model = CachedEstimator(pipe, memory=folder).fit(X, y)
+    >>> model = CachedEstimator(pipe, memory=folder.name).fit(X, y)
     >>> model.cache_hit_, model.predict(X[:2])
     (False, array([0, 0]))
-    >>> CachedEstimator(pipe, memory=folder).fit(X, y).cache_hit_
+    >>> CachedEstimator(pipe, memory=folder.name).fit(X, y).cache_hit_
     True
+    >>> folder.cleanup()
     """
 
     _parameter_constraints: ClassVar[dict] = {
@@ -362,7 +368,8 @@ def make_cached_pipeline(*steps, memory, verbose=False, cache_verbose=0):
     Each step is keyed on its own code, parameters and input, so after an
     edit only the edited step refits, and the steps after it only if its
     output changed. ``Pipeline(memory=...)`` caches neither the final step
-    nor across code edits.
+    nor across code edits. Step parameters gain an ``estimator__`` level:
+    ``logisticregression__estimator__C``.
 
     Parameters
     ----------
@@ -392,8 +399,9 @@ def make_cached_pipeline(*steps, memory, verbose=False, cache_verbose=0):
     >>> from sklearn.preprocessing import StandardScaler
     >>> from skbatch import make_cached_pipeline
     >>> X, y = load_iris(return_X_y=True)
+    >>> folder = tempfile.TemporaryDirectory()
     >>> pipe = make_cached_pipeline(
-    ...     StandardScaler(), LogisticRegression(), memory=tempfile.mkdtemp()
+    ...     StandardScaler(), LogisticRegression(), memory=folder.name
     ... )
     >>> [name for name, _ in pipe.steps]
     ['standardscaler', 'logisticregression']
@@ -403,6 +411,7 @@ def make_cached_pipeline(*steps, memory, verbose=False, cache_verbose=0):
     False
     >>> pipe[0].cache_hit_  # the scaler's fit came from the cache
     True
+    >>> folder.cleanup()
     """
     inner = [
         step.estimator if isinstance(step, CachedEstimator) else step for step in steps

@@ -97,7 +97,8 @@ class CacheStats:
         return (
             f"{self.entries} entries, {_size(self.total_bytes)}{cap} in "
             f"{self.location}; this process: {self.hits} hits, {self.misses} "
-            f"misses, {self.saved_seconds:.1f} s of fitting saved"
+            f"misses, {self.stores} stored, {self.evictions} evicted, "
+            f"{self.saved_seconds:.1f} s of fitting saved"
         )
 
 
@@ -136,7 +137,8 @@ class FitCache:
     >>> from sklearn.linear_model import LogisticRegression
     >>> from skbatch import CachedEstimator, FitCache
     >>> X, y = load_iris(return_X_y=True)
-    >>> cache = FitCache(tempfile.mkdtemp(), max_bytes="100M")
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> cache = FitCache(folder.name, max_bytes="100M")
     >>> model = CachedEstimator(LogisticRegression(max_iter=500), memory=cache)
     >>> model.fit(X, y).cache_hit_
     False
@@ -146,6 +148,7 @@ class FitCache:
     1
     >>> cache.clear()
     1
+    >>> folder.cleanup()
     """
 
     def __init__(self, location, max_bytes=None):
@@ -160,7 +163,8 @@ class FitCache:
 
     @property
     def location(self) -> Path:
-        """The folder holding the entries (``<location>/skbatch``)."""
+        """Where the entries are: the ``skbatch`` subfolder of the folder
+        given (``FitCache("fits").location`` is ``<cwd>/fits/skbatch``)."""
         return self._folder / "skbatch"
 
     @property

@@ -150,6 +150,13 @@ class BatchedPredictor(WrapsEstimatorMixin, MetaEstimatorMixin, SkbatchEstimator
         The fitted clone of ``estimator`` (``estimator`` itself when it is a
         ``FrozenEstimator``).
 
+    cache_hit_ : bool
+        Whether the latest fit came from the cache (``memory``).
+
+    cache_key_ : str or None
+        The latest fit's cache key; None without ``memory`` or when the fit
+        could not be keyed.
+
     last_call_ : CallReport
         What the latest batched call did, and why: the path chosen
         (``"direct"``, ``"in-process"``, ``"threads"``, ``"processes"``, ...),
@@ -333,16 +340,16 @@ class BatchedPredictor(WrapsEstimatorMixin, MetaEstimatorMixin, SkbatchEstimator
             The fitted meta-estimator.
         """
         self._check_params()
-        self.estimator_ = self._fit_cached("fit", X, y, fit_params)[0]
+        self._fit_cached("fit", X, y, fit_params)
         return self
 
     def _fit_cached(self, method, X, y, fit_params):
         cache = resolve_memory(self.memory, type(self).__name__)
         params = self._route("fit", fit_params)
-        fitted, output, _, _ = fit_with_cache(
+        self.estimator_, output, self.cache_hit_, self.cache_key_ = fit_with_cache(
             cache, clone(self.estimator), method, X, y, params, self.verbose
         )
-        return fitted, output
+        return output
 
     def _batched(self, method, X, params):
         bar_options = self._check_params()
@@ -548,8 +555,7 @@ class BatchedPredictor(WrapsEstimatorMixin, MetaEstimatorMixin, SkbatchEstimator
         if own is None or own is TransformerMixin.fit_transform:
             return self.fit(X, y, **fit_params).transform(X)
         self._check_params()
-        self.estimator_, X_out = self._fit_cached("fit_transform", X, y, fit_params)
-        return X_out
+        return self._fit_cached("fit_transform", X, y, fit_params)
 
     @available_if(estimator_has("score"))
     def score(self, X, y=None, sample_weight=None, **params):
@@ -593,7 +599,7 @@ class BatchedPredictor(WrapsEstimatorMixin, MetaEstimatorMixin, SkbatchEstimator
         # Other fitted attributes (coef_, offset_, n_outputs_, ...) come from
         # the fitted estimator, as they would from the estimator itself.
         fitted = None
-        if name not in ("estimator_", "last_call_"):
+        if name not in ("estimator_", "last_call_", "cache_hit_", "cache_key_"):
             fitted = self.__dict__.get("estimator_")
             if fitted is None and _is_fitted_frozen(self.__dict__.get("estimator")):
                 fitted = self.__dict__["estimator"]
@@ -643,6 +649,13 @@ class BatchedTransformer(
     ----------
     estimator_ : estimator object
         The fitted clone of ``estimator``.
+
+    cache_hit_ : bool
+        Whether the latest fit came from the cache (``memory``).
+
+    cache_key_ : str or None
+        The latest fit's cache key; None without ``memory`` or when the fit
+        could not be keyed.
 
     last_call_ : CallReport
         What the latest batched call did, and why; see
