@@ -101,3 +101,22 @@ def fresh_measurements():
     skbatch.forget_measurements()
     yield
     skbatch.forget_measurements()
+
+
+def outputs_under_hash_seeds(script, seeds=("1", "2", "3")):
+    """What ``script`` prints in fresh interpreters with different hash seeds
+    (set and dict-of-str iteration orders differ between them)."""
+    import os
+    import subprocess
+    import sys
+
+    return {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in seeds
+    }

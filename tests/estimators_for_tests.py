@@ -4,7 +4,6 @@ They live in an importable module (not in a test file) so that loky workers
 can unpickle them by reference.
 """
 
-import collections
 import os
 import threading
 
@@ -320,16 +319,41 @@ class IntervalRegressor(SleepyRegressor):
         return np.tile([os.getpid(), start, stop], (len(X), 1))
 
 
-#: Real fits of the counting estimators below, in this process. A module
-#: global, not a class attribute: class attributes are part of the code a fit
-#: cache keys on.
-FIT_COUNTS = collections.Counter()
+class FitLog:
+    """Real fits of the counting estimators below, one line per fit in the
+    file named by ``SKBATCH_FIT_LOG``. Counts live in a file, not in the
+    object, because a fit cache keys on the globals a fit reads: a counter
+    in memory would change the key at every fit. A file also counts across
+    processes."""
+
+    def record(self, tag):
+        path = os.environ.get("SKBATCH_FIT_LOG")
+        if path:
+            with open(path, "a") as f:
+                f.write(f"{tag}\n")
+
+    def __getitem__(self, tag):
+        try:
+            with open(os.environ["SKBATCH_FIT_LOG"]) as f:
+                return f.read().splitlines().count(tag)
+        except (KeyError, FileNotFoundError):
+            return 0
+
+    def clear(self):
+        path = os.environ.get("SKBATCH_FIT_LOG")
+        if path and os.path.exists(path):
+            os.remove(path)
+
+
+FIT_COUNTS = FitLog()
 
 
 class FitCountingRegressor(RegressorMixin, BaseEstimator):
-    """Least squares that counts its real fits: in this process in
-    ``FIT_COUNTS["regressor"]`` and, across processes, as lines in the file
-    ``log``. ``n_jobs`` and ``verbose`` change nothing."""
+    """Least squares that counts its real fits in ``FIT_COUNTS["regressor"]``
+    and, when given, as lines in the file ``log``. ``n_jobs`` and ``verbose``
+    change nothing, and the class says so to fit caches."""
+
+    _run_only_params = ("n_jobs", "verbose")
 
     def __init__(self, alpha=0.0, log=None, n_jobs=None, verbose=0):
         self.alpha = alpha
@@ -338,7 +362,7 @@ class FitCountingRegressor(RegressorMixin, BaseEstimator):
         self.verbose = verbose
 
     def fit(self, X, y, sample_weight=None):
-        FIT_COUNTS["regressor"] += 1
+        FIT_COUNTS.record("regressor")
         if self.log is not None:
             with open(self.log, "a") as f:
                 f.write(f"{os.getpid()}\n")
@@ -357,11 +381,11 @@ class FitCountingScaler(TransformerMixin, BaseEstimator):
     """Centres columns; counts fits and transforms in ``FIT_COUNTS``."""
 
     def fit(self, X, y=None):
-        FIT_COUNTS["scaler"] += 1
+        FIT_COUNTS.record("scaler")
         self.mean_ = np.asarray(X, dtype=float).mean(axis=0)
         self.n_features_in_ = len(self.mean_)
         return self
 
     def transform(self, X):
-        FIT_COUNTS["scaler transforms"] += 1
+        FIT_COUNTS.record("scaler transforms")
         return np.asarray(X, dtype=float) - self.mean_

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import types
 import warnings
 
@@ -34,8 +35,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(autouse=True)
-def _reset_counts():
-    FIT_COUNTS.clear()
+def _count_fits(tmp_path_factory, monkeypatch):
+    log = tmp_path_factory.mktemp("counts") / "fits.log"
+    monkeypatch.setenv("SKBATCH_FIT_LOG", str(log))
 
 
 @pytest.fixture
@@ -200,12 +202,13 @@ def test_sparse_and_polars_training_data(tmp_path, data):
     X, _ = data
     for make in (
         lambda: sparse.csr_matrix(X),
-        lambda: sparse.csc_matrix(X),  # same values: same key
+        lambda: sparse.csr_matrix(X),  # the same matrix: a hit
+        lambda: sparse.csc_matrix(X),  # another format: the output's too
         lambda: pl.DataFrame({f"f{i}": X[:, i] for i in range(4)}),
     ):
         model = CachedEstimator(StandardScaler(with_mean=False), memory=tmp_path)
         model.fit(make())
-    assert len(entries(tmp_path)) == 2
+    assert len(entries(tmp_path)) == 3
 
 
 def test_set_output_is_part_of_the_key(tmp_path, data):
@@ -455,6 +458,7 @@ def test_concurrent_fits_of_one_key_are_correct_in_processes(tmp_path):
     assert [p.returncode for p in processes] == [0, 0]
     assert outputs == ["ok\n", "ok\n"]
     assert len(entries(tmp_path)) == 1
+    FIT_COUNTS.clear()  # the two processes' fits were counted too
     X = np.random.default_rng(0).normal(size=(20000, 20))
     model = CachedEstimator(FitCountingRegressor(), memory=tmp_path).fit(
         X, X.sum(axis=1)
@@ -615,3 +619,113 @@ def test_a_failing_fit_is_not_cached_and_keeps_its_warnings(tmp_path):
 def _data():
     X = np.random.default_rng(1).normal(size=(30, 2))
     return X, X[:, 0]
+
+
+class Robust(FitCountingRegressor):
+    """Takes a fallback path when a warning is raised as an error."""
+
+    def fit(self, X, y):
+        from sklearn.exceptions import ConvergenceWarning
+
+        try:
+            warnings.warn("no convergence", ConvergenceWarning, stacklevel=2)
+            self.solver_ = "fancy"
+        except ConvergenceWarning:
+            self.solver_ = "fallback"
+        return super().fit(X, y)
+
+
+def test_error_filters_act_inside_a_recorded_fit(tmp_path, data):
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        plain = Robust().fit(*data).solver_
+        cached = CachedEstimator(Robust(), memory=tmp_path).fit(*data)
+    assert plain == cached.estimator_.solver_ == "fallback"
+
+
+def test_nested_cached_fits_replay_their_own_warnings(tmp_path, data):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = data[0], (data[1] > 0).astype(int)
+    inner = make_cached_pipeline(
+        StandardScaler(), LogisticRegression(max_iter=1), memory=tmp_path / "in"
+    )
+    for expected_hit in (False, True):
+        with pytest.warns(ConvergenceWarning):
+            outer = CachedEstimator(inner, memory=tmp_path / "out").fit(X, y)
+        assert outer.cache_hit_ is expected_hit
+    with pytest.warns(ConvergenceWarning):  # the inner steps' entries have them
+        clone(inner).fit(X, y)
+
+
+def test_a_damaged_inner_entry_is_reported_once_not_on_every_outer_hit(tmp_path, data):
+    inner = make_cached_pipeline(
+        StandardScaler(), FitCountingRegressor(), memory=tmp_path / "in"
+    )
+    inner.fit(*data)
+    for entry in entries(tmp_path / "in"):
+        entry.write_bytes(b"garbage")
+    with pytest.warns(CacheWarning, match="corrupted"):
+        CachedEstimator(inner, memory=tmp_path / "out").fit(*data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheWarning)
+        assert CachedEstimator(inner, memory=tmp_path / "out").fit(*data).cache_hit_
+
+
+class SlowRegressor(FitCountingRegressor):
+    def fit(self, X, y):
+        time.sleep(1.0)
+        return super().fit(X, y)
+
+
+def test_a_warning_from_another_thread_is_not_taken_into_an_entry(tmp_path, data):
+    slow = threading.Thread(
+        target=lambda: CachedEstimator(SlowRegressor(), memory=tmp_path).fit(*data)
+    )
+    slow.start()
+    time.sleep(0.3)  # the slow fit is recording now
+    with pytest.warns(UserWarning, match="from the other thread"):
+        warnings.warn("from the other thread", UserWarning, stacklevel=1)
+    slow.join()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = CachedEstimator(SlowRegressor(), memory=tmp_path).fit(*data)
+    assert model.cache_hit_
+
+
+def test_one_argument_fits_get_no_y(tmp_path):
+    from sklearn.preprocessing import LabelEncoder
+
+    for _ in range(2):
+        model = CachedEstimator(LabelEncoder(), memory=tmp_path).fit(["b", "a", "b"])
+    assert model.cache_hit_
+    np.testing.assert_array_equal(model.transform(["a", "b"]), [0, 1])
+
+
+def test_a_class_as_a_parameter_is_keyed(tmp_path, data):
+    step = FunctionTransformer(lambda Z, kind: Z, kw_args={"kind": StandardScaler})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheWarning)
+        assert CachedEstimator(step, memory=tmp_path).fit(data[0]).cache_key_
+
+
+def test_an_unkeyable_fit_raises_its_own_error_alone(tmp_path):
+    class Failing(FitCountingRegressor):
+        def fit(self, X, y):
+            raise ValueError("bad training data")
+
+    step = Failing(log=Handle())
+    with pytest.warns(CacheWarning), pytest.raises(ValueError) as caught:
+        CachedEstimator(step, memory=tmp_path).fit(*_data())
+    assert caught.value.__context__ is None
+
+
+def test_entries_are_created_like_other_files(tmp_path, data):
+    CachedEstimator(FitCountingRegressor(), memory=tmp_path).fit(*data)
+    umask = os.umask(0)
+    os.umask(umask)
+    (entry,) = entries(tmp_path)
+    assert entry.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -5,6 +5,7 @@ import pytest
 import scipy.sparse as sp
 
 from skbatch._fingerprint import data_digest
+from tests.conftest import outputs_under_hash_seeds
 
 
 def test_equal_arrays_in_any_layout_share_a_digest():
@@ -57,17 +58,55 @@ def test_equal_dataframes_built_differently_share_a_digest():
     assert data_digest(a["x"]) != data_digest(a["x"].rename("z"))
 
 
-def test_sparse_matrices_are_keyed_by_their_canonical_form():
+def test_sparse_matrices_are_keyed_as_stored():
     dense = np.array([[0, 1.0, 0], [2.0, 0, 3.0]])
     csr = sp.csr_matrix(dense)
-    # Unsorted indices and a duplicate entry that sums to the same values.
-    messy = sp.csr_matrix(
-        (np.array([1.0, 3.0, 1.0, 1.0]), np.array([1, 2, 0, 0]), np.array([0, 1, 4])),
+    assert data_digest(csr) == data_digest(sp.csr_matrix(dense.copy()))
+    # A duplicate entry (Binarizer sees 1 + 1 as two ones, not a 2) and
+    # another format or class (fit_transform returns the input's) all count.
+    duplicate = sp.csr_matrix(
+        (np.array([1.0, 1.0, 1.0, 3.0]), np.array([1, 0, 0, 2]), np.array([0, 1, 4])),
         shape=(2, 3),
     )
-    assert data_digest(messy) == data_digest(csr) == data_digest(sp.csc_matrix(dense))
-    assert data_digest(csr) != data_digest(dense)  # sparse is not dense
-    assert data_digest(csr) != data_digest(sp.csr_matrix(dense * 2))
+    summed = sp.csr_matrix(
+        (np.array([1.0, 2.0, 3.0]), np.array([1, 0, 2]), np.array([0, 1, 3])),
+        shape=(2, 3),
+    )
+    assert data_digest(summed) == data_digest(csr)  # the same arrays
+    others = [duplicate, sp.csc_matrix(dense), sp.csr_array(dense)]
+    others += [sp.coo_matrix(dense), dense, sp.csr_matrix(dense * 2)]
+    assert len({data_digest(m) for m in [csr, *others]}) == 1 + len(others)
+
+
+def test_masks_records_order_and_sets_count():
+    pd = pytest.importorskip("pandas")
+    pl = pytest.importorskip("polars")
+    masked = np.ma.masked_array([1.0, 2.0], mask=[False, True])
+    assert data_digest(masked) != data_digest(np.array([1.0, 2.0]))
+    a = np.zeros(2, dtype=[("x", "f8"), ("y", "f8")])
+    b = np.zeros(2, dtype=[("p", "f8"), ("q", "f8")])
+    assert data_digest(a) != data_digest(b)
+    assert data_digest({"a": 1, "b": 2}) != data_digest({"b": 2, "a": 1})
+    ordered = pd.Series(pd.Categorical(["x", "y"], ordered=True))
+    unordered = pd.Series(pd.Categorical(["x", "y"], ordered=False))
+    assert data_digest(ordered) != data_digest(unordered)
+    null = pl.DataFrame({"a": [1.0, None]})
+    nan = pl.DataFrame({"a": [1.0, float("nan")]})
+    assert data_digest(null) != data_digest(nan)
+    nullable = pd.Series([1.0, None], dtype="Float64")
+    nan_in_nullable = pd.Series(np.array([1.0, np.nan]), dtype="Float64")
+    if nullable.isna().tolist() != nan_in_nullable.isna().tolist():
+        assert data_digest(nullable) != data_digest(nan_in_nullable)
+    assert data_digest([{"b", "a", "c"}]) == data_digest([{"c", "b", "a"}])
+
+
+def test_sets_hash_alike_under_any_hash_seed():
+    script = (
+        "from skbatch._fingerprint import data_digest\n"
+        "print(data_digest([{'sci-fi', 'thriller', 'drama'}, frozenset('abc')]))"
+    )
+    digests = outputs_under_hash_seeds(script)
+    assert len(digests) == 1
 
 
 def test_lists_dicts_and_none():

@@ -1,8 +1,5 @@
 """What a fit key covers, and what it leaves out."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from sklearn.frozen import FrozenEstimator
@@ -12,6 +9,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from skbatch import BatchedPredictor
 from skbatch._fit_key import fit_key
+from tests.conftest import outputs_under_hash_seeds
 
 X = np.arange(40.0).reshape(20, 2)
 y = np.arange(20) % 2
@@ -83,16 +81,7 @@ def test_keys_do_not_depend_on_the_hash_seed():
         "step = FunctionTransformer(f, kw_args={'names': {'x', 'y', 'z', 'w'}})\n"
         "print(fit_key(step, 'fit', np.ones((3, 2))))\n"
     )
-    keys = {
-        subprocess.run(
-            [sys.executable, "-c", script],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={**__import__("os").environ, "PYTHONHASHSEED": seed},
-        ).stdout
-        for seed in ("1", "2", "3")
-    }
+    keys = outputs_under_hash_seeds(script)
     assert len(keys) == 1
 
 

@@ -10,9 +10,11 @@ bit, another program's file) is reported, removed and treated as missing:
 nothing corrupted is ever returned. A location that cannot be written is
 reported once, naming the path and the reason; fits go on uncached.
 
-Payloads are pickled by reference where they can be (so a class defined in a
-script or notebook comes back as that class, not a copy of it), and by value
-through cloudpickle otherwise (lambdas, classes defined in functions). A hit
+Payloads are pickled with cloudpickle (lambdas, classes defined in
+functions), except that classes and functions of ``__main__`` (a script, a
+notebook) go by name, and its lambdas are rebound to the live ``__main__`` on
+load: a model from the cache is the current cell's class, and reads the same
+globals a freshly fitted one would. A hit
 sets the entry's modification time: that is the "last used" the size cap
 evicts by, with no index file for concurrent processes to fight over.
 """
@@ -20,13 +22,17 @@ evicts by, with no index file for concurrent processes to fight over.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import pickle
 import struct
-import tempfile
+import sys
 import threading
 import time
+import types
+import uuid
 from pathlib import Path
+from stat import S_ISREG
 
 import xxhash
 
@@ -41,11 +47,64 @@ _TEMPORARY_PREFIX = ".tmp-"
 _STALE_TEMPORARY_SECONDS = 3600
 
 
+def _from_main(qualname: str):
+    """A class or function of ``__main__``, looked up by name on load."""
+    obj = sys.modules["__main__"]
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _main_function(code, name, qualname, defaults, kwdefaults, attributes):
+    """A lambda of ``__main__`` (a script, a notebook cell), rebuilt on the
+    live ``__main__`` globals: it reads what a fresh fit's lambda reads."""
+    function = types.FunctionType(code, vars(sys.modules["__main__"]), name, defaults)
+    function.__qualname__ = qualname
+    function.__kwdefaults__ = kwdefaults
+    function.__dict__.update(attributes)
+    return function
+
+
+class _EntryPickler(cloudpickle.Pickler):
+    """cloudpickle, except for ``__main__``: its classes and functions go by
+    name, as plain pickle sends them, and lambdas without closures are sent
+    as code to be bound to ``__main__`` on load. cloudpickle would send both
+    with a frozen copy of the globals they read, so a model from the cache
+    would not see a global changed after the fit, where a fresh one does."""
+
+    def reducer_override(self, obj):
+        main = sys.modules.get("__main__")
+        if (
+            main is not None
+            and isinstance(obj, (type, types.FunctionType))
+            and getattr(obj, "__module__", None) == "__main__"
+        ):
+            try:
+                found = _from_main(obj.__qualname__)
+            except AttributeError:
+                found = None
+            if found is obj:
+                return _from_main, (obj.__qualname__,)
+            if (
+                isinstance(obj, types.FunctionType)
+                and obj.__globals__ is vars(main)
+                and obj.__closure__ is None
+            ):
+                return _main_function, (
+                    obj.__code__,
+                    obj.__name__,
+                    obj.__qualname__,
+                    obj.__defaults__,
+                    obj.__kwdefaults__,
+                    dict(obj.__dict__),
+                )
+        return super().reducer_override(obj)
+
+
 def _dumps(value) -> bytes:
-    try:
-        return pickle.dumps(value, protocol=5)
-    except Exception:
-        return cloudpickle.dumps(value, protocol=5)
+    buffer = io.BytesIO()
+    _EntryPickler(buffer, protocol=5).dump(value)
+    return buffer.getvalue()
 
 
 class EntryStore:
@@ -55,8 +114,7 @@ class EntryStore:
     def __init__(self, location):
         self.location = Path(location)
         self._lock = threading.Lock()
-        self._location_reported = False
-        self._oversized_reported = False
+        self._reported: set[str] = set()  # kinds of problem already said
         self._unpicklable = set()  # keys whose value could not be pickled
         self._oversized = set()  # keys whose entry would not fit the size cap
         self.counts = dict.fromkeys(
@@ -79,9 +137,10 @@ class EntryStore:
         except (FileNotFoundError, NotADirectoryError):
             return False, None
         except OSError as exc:
-            self._warn_location_once(
+            self._warn_once(
+                "location",
                 f"cache entry {path} could not be read ({exc.strerror or exc}); "
-                "fitting instead"
+                "fitting instead",
             )
             return False, None
         problem = _problem(data)
@@ -119,35 +178,37 @@ class EntryStore:
             payload = _dumps(value)
         except Exception as exc:
             self._unpicklable.add(key)
-            self._warn(
+            self._warn_once(
+                "unpicklable",
                 f"the fitted {_describe(value)} cannot be pickled "
-                f"({type(exc).__name__}: {exc}), so it is not cached; it will "
-                "not be tried again in this session"
+                f"({type(exc).__name__}: {exc}), so it is not cached; this "
+                "fit is not tried again in this session, and other fits "
+                "that cannot be pickled are not reported again",
             )
             return False
         header = MAGIC + _HEADER.pack(len(payload), xxhash.xxh3_128(payload).digest())
         size = len(header) + len(payload)
         if max_bytes is not None and size > max_bytes:
             self._oversized.add(key)
-            with self._lock:
-                report = not self._oversized_reported
-                self._oversized_reported = True
-            if report:  # once per process: a grid search makes many such fits
-                self._warn(
-                    f"the fitted {_describe(value)} takes {size:,} bytes, more "
-                    f"than the cache's max_bytes ({max_bytes:,}), so it is not "
-                    "cached (nor, this session, other fits over the cap); "
-                    "raise max_bytes to cache them"
-                )
+            self._warn_once(
+                "oversized",
+                f"the fitted {_describe(value)} takes {size:,} bytes, more "
+                f"than the cache's max_bytes ({max_bytes:,}), so it is not "
+                "cached (nor, this session, other fits over the cap); "
+                "raise max_bytes to cache them",
+            )
             return False
         temporary = None
         try:
             self.location.mkdir(parents=True, exist_ok=True)
             if max_bytes is not None:
                 self.evict(max_bytes - size, keep=key)
-            fd, temporary = tempfile.mkstemp(
-                dir=self.location, prefix=_TEMPORARY_PREFIX, suffix=SUFFIX
+            # Created as open() would (mode 0o666 less the umask), not 0o600
+            # as mkstemp does: a team's shared cache folder stays readable.
+            temporary = str(
+                self.location / f"{_TEMPORARY_PREFIX}{uuid.uuid4().hex}{SUFFIX}"
             )
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             with os.fdopen(fd, "wb") as f:
                 f.write(header)
                 f.write(payload)
@@ -158,9 +219,10 @@ class EntryStore:
             if temporary is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(temporary)
-            self._warn_location_once(
+            self._warn_once(
+                "location",
                 f"the cache location {self.location} cannot be written "
-                f"({exc.strerror or exc}); fits are returned but not cached"
+                f"({exc.strerror or exc}); fits are returned but not cached",
             )
             return False
         self.count("stores")
@@ -186,6 +248,8 @@ class EntryStore:
                 stat = path.stat()
             except OSError:  # removed meanwhile
                 continue
+            if not S_ISREG(stat.st_mode):
+                continue  # a folder named like an entry is not one
             if name.startswith(_TEMPORARY_PREFIX):
                 if now - stat.st_mtime > _STALE_TEMPORARY_SECONDS:
                     with contextlib.suppress(OSError):
@@ -208,7 +272,7 @@ class EntryStore:
                 break
             if path == keep_path:
                 continue
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 path.unlink()
                 removed += 1
             total -= size
@@ -220,18 +284,19 @@ class EntryStore:
         """Remove every entry (and only skbatch's entries); returns how many."""
         entries = self.entries()
         for path, _, _ in entries:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 path.unlink()
         with self._lock:
             self._oversized.clear()
         return len(entries)
 
-    def _warn_location_once(self, message: str) -> None:
-        """A problem with the folder itself: said once per process, not once
-        per fit (a grid search makes hundreds)."""
+    def _warn_once(self, kind: str, message: str) -> None:
+        """Said once per process and kind (an unusable folder, fits that
+        cannot be pickled or are over the cap), not once per fit: a grid
+        search makes hundreds."""
         with self._lock:
-            report = not self._location_reported
-            self._location_reported = True
+            report = kind not in self._reported
+            self._reported.add(kind)
         if report:
             self._warn(message)
 

@@ -101,13 +101,15 @@ class CachedEstimator(WrapsEstimatorMixin, MetaEstimatorMixin, SkbatchEstimator)
     - the code: classes and functions from installed libraries by the
       library's version; user code (a script, a notebook cell, a local
       module) by the compiled code of every method and helper function it
-      reaches, ``FunctionTransformer`` functions and lambdas included, so an
-      edit to any of them misses while an unrelated edit elsewhere in the
-      same cell does not;
+      reaches, ``FunctionTransformer`` functions, partials and lambdas
+      included, and by the globals they read, so an edit to any of them
+      misses while an unrelated edit elsewhere in the same cell does not;
     - the parameters, nested estimators included, and any other state of the
       unfitted clone (``set_output``, metadata requests, the model inside a
-      ``FrozenEstimator``), leaving out those that only say how to run:
-      ``n_jobs``, ``verbose``, ``memory``, ``pre_dispatch``;
+      ``FrozenEstimator``), leaving out those of library estimators that
+      only say how to run: ``n_jobs``, ``verbose``, ``memory``,
+      ``pre_dispatch`` (your own estimators list theirs in a class attribute
+      ``_run_only_params``);
     - ``X``, ``y`` and fit parameters (``sample_weight``, ...) by content:
       two DataFrames equal in values, dtypes, columns and index give the same
       key however they were built;
@@ -148,6 +150,9 @@ class CachedEstimator(WrapsEstimatorMixin, MetaEstimatorMixin, SkbatchEstimator)
         "memory": "no_validation",  # resolve_memory says what is wrong
         "verbose": ["verbose"],
     }
+
+    #: Where and how loudly to cache, not what the fit computes.
+    _run_only_params = ("memory", "verbose")
 
     def __init__(self, estimator, *, memory=None, verbose=0):
         self.estimator = estimator

@@ -1,24 +1,32 @@
 """Fingerprints of the code an estimator runs, so a cached fit is never
 stale after an edit.
 
-Code from an installed library (scikit-learn, numpy, anything outside the
-user's own files) counts by the library's name and version. User code (a
-script's ``__main__``, a notebook cell, a local module) counts by what it
-does: the code objects of every function and method reachable from the
-estimator (its class and bases, the callables among its parameters, nested
-estimators, and the functions those call through their globals), with their
-constants, names, defaults and closure values. Line numbers and source text
-do not count, so an unrelated edit elsewhere in the same cell or file leaves
-the fingerprint alone, while an edit to a method, to a helper it calls, or to
-a constant it reads (a number, a string, a tuple, an array) changes it.
-Mutable globals (lists, dicts, other objects) are left out: code updates them
-as it runs.
+Code from an installed library (scikit-learn, numpy, anything under
+site-packages or the standard library) counts by the library's name and
+version. User code (a script's ``__main__``, a notebook cell, a local module
+or package, an editable install) counts by what it does. That is the compiled
+code of every function reachable from the estimator: methods of its class and
+bases, nested classes and descriptors (properties, ``cached_property``,
+``available_if``, decorators), callables among its parameters (partials,
+bound methods, ``np.vectorize``, callable objects), nested estimators, and
+whatever those read through their globals. Globals are read from the
+bytecode: helper functions and classes are walked, module attribute chains
+(``pkg.sub.helper``, ``pkg.FACTOR``) are followed, and other values (numbers,
+strings, arrays, dicts, lists, objects) count by their content. A module
+imported inside a function counts by its source file.
+
+Line numbers and source text do not count, so an unrelated edit elsewhere in
+the same cell or file leaves the fingerprint alone. An edit to a method, to a
+helper it calls, or to a value it reads changes it.
 """
 
 from __future__ import annotations
 
+import dis
 import functools
 import hashlib
+import importlib.util
+import pickle
 import sys
 import sysconfig
 import types
@@ -34,17 +42,22 @@ _LIBRARY_PATHS = tuple(
         for name in ("stdlib", "platstdlib", "purelib", "platlib")
     }
 )
+_MAX_DEPTH = 60
+_NATIVE_SUFFIXES = (".so", ".pyd", ".dylib")
+_GLOBAL_LOADS = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
+_ATTRIBUTE_LOADS = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
 
 
-def _is_library(module_name: str | None) -> bool:
+def is_library_module(module_name: str | None) -> bool:
     if not module_name or module_name in ("__main__", "__mp_main__"):
         return False
-    module = sys.modules.get(module_name.split(".")[0])
+    top = module_name.split(".")[0]
+    if top == "skbatch":  # by version, even from a source checkout: its
+        return True  # registries change as it runs, its entries' meaning not
+    module = sys.modules.get(top)
     path = getattr(module, "__file__", None)
-    if path is None:  # built-in modules
-        return (
-            module is not None and module_name.split(".")[0] in sys.builtin_module_names
-        )
+    if path is None:  # built-in modules, namespace packages
+        return module is not None and top in sys.builtin_module_names
     return path.startswith(_LIBRARY_PATHS)
 
 
@@ -57,10 +70,30 @@ def _library_version(module_name: str) -> str:
         return getattr(sys.modules.get(top), "__version__", sys.version.split()[0])
 
 
+def _file_digest(path: str | None) -> str:
+    try:
+        with open(path, "rb") as f:
+            return data_digest(f.read())
+    except (OSError, TypeError):
+        return "<no file>"
+
+
+def _builtin_module(function) -> str | None:
+    module = getattr(function, "__module__", None)
+    if module is None:  # some C functions say only through their module object
+        owner = getattr(function, "__self__", None)
+        if isinstance(owner, types.ModuleType):
+            module = owner.__name__
+    if module is None and isinstance(function, np.ufunc):
+        module = "numpy"
+    return module
+
+
 class _Fingerprint:
     def __init__(self):
         self._hash = hashlib.sha256()
         self._seen: set[int] = set()
+        self._keep: list = []  # objects whose ids are in _seen stay alive
 
     def add(self, tag: str, text) -> None:
         data = text if isinstance(text, bytes) else repr(text).encode()
@@ -70,84 +103,165 @@ class _Fingerprint:
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
 
+    def _first_visit(self, obj) -> bool:
+        if id(obj) in self._seen:
+            return False
+        self._seen.add(id(obj))
+        self._keep.append(obj)
+        return True
+
+    def library(self, module_name: str | None) -> None:
+        if module_name:
+            top = module_name.split(".")[0]
+            self.add("library", (top, _library_version(top)))
+
     # --------------------------------------------------------------- walking
     def value(self, value, depth=0) -> None:
-        """Code reachable from a parameter value."""
-        if depth > 50 or id(value) in self._seen:
+        """The code reachable from ``value`` (a parameter, a global, a class
+        attribute, a closure cell)."""
+        if depth > _MAX_DEPTH:
+            self.add("too deep", type(value).__qualname__)
             return
+        if value is None or isinstance(
+            value, (bool, int, float, complex, str, bytes, np.ndarray, np.generic)
+        ):
+            return  # data: its content is keyed where it is read
         if isinstance(value, type):
             self.cls(value)
-        elif isinstance(value, (types.FunctionType, types.MethodType)):
+        elif isinstance(value, types.FunctionType):
             self.function(value)
+        elif isinstance(value, types.MethodType):
+            self.function(value.__func__)
+            self.value(value.__self__, depth + 1)
+        elif isinstance(value, types.ModuleType):
+            self.module(value)
+        elif isinstance(value, (types.BuiltinFunctionType, np.ufunc)) or type(
+            value
+        ).__name__ in ("method-wrapper", "wrapper_descriptor", "method_descriptor"):
+            module = _builtin_module(value)
+            name = getattr(value, "__qualname__", getattr(value, "__name__", ""))
+            self.add("builtin", (module, name))
+            self.library(module)
         elif isinstance(value, (list, tuple, set, frozenset)):
-            for item in value:
-                self.value(item, depth + 1)
+            if self._first_visit(value):
+                for item in value:
+                    self.value(item, depth + 1)
         elif isinstance(value, dict):
-            for key in sorted(value, key=repr):
-                self.value(value[key], depth + 1)
-        elif hasattr(value, "get_params") and hasattr(value, "fit"):
-            self._seen.add(id(value))
-            self.cls(type(value))
-            for name, param in sorted(value.get_params(deep=False).items()):
-                self.add("param", name)
-                self.value(param, depth + 1)
-        elif callable(value) and not isinstance(value, type):
-            self.cls(type(value))  # a callable object: its class's code
+            if self._first_visit(value):
+                for item in value.values():
+                    self.value(item, depth + 1)
+        elif isinstance(value, functools.partial):
+            if self._first_visit(value):
+                self.value(value.func, depth + 1)
+                self.value(value.args, depth + 1)
+                self.value(value.keywords, depth + 1)
+        else:
+            self.instance(value, depth)
+
+    def instance(self, obj, depth) -> None:
+        """An object: its class's code, and the code its attributes reach."""
+        if not self._first_visit(obj):
+            return
+        cls = type(obj)
+        self.cls(cls)
+        if is_library_module(cls.__module__) and not hasattr(obj, "get_params"):
+            # A library object (a descriptor, a wrapper, a splitter): its
+            # version, and any code it wraps (available_if's function,
+            # partialmethod's, lru_cache's __wrapped__).
+            for attribute in getattr(obj, "__dict__", {}).values():
+                if isinstance(
+                    attribute,
+                    (types.FunctionType, types.MethodType, functools.partial, type),
+                ):
+                    self.value(attribute, depth + 1)
+            return
+        if hasattr(obj, "get_params") and hasattr(obj, "fit"):
+            try:
+                attributes = obj.get_params(deep=False)
+            except Exception:
+                attributes = {}
+        else:
+            attributes = dict(getattr(obj, "__dict__", {}))
+            for klass in cls.__mro__:
+                for slot in getattr(klass, "__slots__", ()):
+                    if isinstance(slot, str) and hasattr(obj, slot):
+                        attributes[slot] = getattr(obj, slot)
+        for _, attribute in sorted(attributes.items(), key=lambda item: item[0]):
+            self.value(attribute, depth + 1)
+
+    def module(self, module: types.ModuleType) -> None:
+        if not self._first_visit(module):
+            return
+        if is_library_module(module.__name__):
+            self.library(module.__name__)
+        else:  # a user module handed over whole: every byte of it counts
+            self.add("user module", (module.__name__, _file_digest(module.__file__)))
 
     def cls(self, cls: type) -> None:
-        if id(cls) in self._seen:
+        if not self._first_visit(cls):
             return
-        self._seen.add(id(cls))
-        if _is_library(cls.__module__):
-            self.add(
-                "library",
-                (cls.__module__.split(".")[0], _library_version(cls.__module__)),
-            )
-            self.add("class", f"{cls.__module__}.{cls.__qualname__}")
+        module = cls.__module__
+        if is_library_module(module):
+            self.library(module)
+            self.add("class", f"{module}.{cls.__qualname__}")
             return
         self.add("user class", cls.__qualname__)
+        path = getattr(sys.modules.get(module), "__file__", None) or ""
+        if path.endswith(_NATIVE_SUFFIXES):  # compiled user code: its bytes
+            self.add("native module", _file_digest(path))
         for base in cls.__mro__[1:]:
             if base is not object:
                 self.cls(base)
-        for name, member in sorted(vars(cls).items()):
+        for name, member in sorted(vars(cls).items(), key=lambda item: item[0]):
             if name in ("__dict__", "__weakref__", "__module__", "__doc__"):
                 continue
-            function = getattr(member, "__func__", member)
+            if isinstance(member, (staticmethod, classmethod)):
+                member = member.__func__
             if isinstance(member, property):
-                function = member.fget
-            if isinstance(function, types.FunctionType):
+                self.add("property", name)
+                for accessor in (member.fget, member.fset, member.fdel):
+                    if accessor is not None:
+                        self.value(accessor)
+            elif isinstance(member, types.FunctionType):
                 self.add("method", name)
-                self.function(function)
-            elif not callable(member) and not (
-                # Bookkeeping Python adds on its own (``__slotnames__``, set
-                # by the first pickle of an instance), not behaviour.
-                name.startswith("__") and name.endswith("__")
-            ):
-                self.add("attribute", (name, _plain(member)))
+                self.function(member)
+            elif callable(member) or hasattr(member, "__get__"):
+                # nested classes, decorators, cached_property, available_if,
+                # partialmethod, lru_cache: whatever they wrap is walked
+                self.add("member", name)
+                self.value(member)
+                self.data("member", name, member)  # partialmethod's arguments
+            elif not (name.startswith("__") and name.endswith("__")):
+                # Data; dunders are bookkeeping Python adds on its own
+                # (``__slotnames__``, set by the first pickle of an instance).
+                self.value(member)  # a user object's class
+                self.data("attribute", name, member)
 
     def function(self, function) -> None:
-        function = getattr(function, "__func__", function)
-        if id(function) in self._seen:
+        if not self._first_visit(function):
             return
-        self._seen.add(id(function))
         module = getattr(function, "__module__", None)
-        if not isinstance(function, types.FunctionType) or _is_library(module):
-            self.add(
-                "library function", (module, getattr(function, "__qualname__", ""))
-            )
-            if module:
-                self.add("library", (module.split(".")[0], _library_version(module)))
+        if is_library_module(module):
+            self.add("library function", (module, function.__qualname__))
+            self.library(module)
             return
         self.add("user function", function.__qualname__)
         self.code(function.__code__, function.__globals__)
-        self.add("defaults", _plain(function.__defaults__))
-        self.add("kwdefaults", _plain(function.__kwdefaults__))
+        self.data("defaults", "", function.__defaults__)
+        self.data("kwdefaults", "", function.__kwdefaults__)
+        self.value(function.__defaults__)
+        self.value(function.__kwdefaults__)
         for cell in function.__closure__ or ():
             try:
-                self.value(cell.cell_contents)
-                self.add("closure", _plain(cell.cell_contents))
+                contents = cell.cell_contents
             except ValueError:  # an empty cell
                 self.add("closure", "<empty>")
+                continue
+            self.value(contents)
+            self.data("closure", "", contents)
+        wrapped = getattr(function, "__wrapped__", None)  # functools.wraps
+        if wrapped is not None:
+            self.value(wrapped)
 
     def code(self, code: types.CodeType, globals_: dict) -> None:
         self.add("bytecode", code.co_code)
@@ -158,61 +272,152 @@ class _Fingerprint:
                 self.code(const, globals_)  # a nested function or lambda
             else:
                 self.add("const", _plain(const))
-        modules = []
-        for name in code.co_names:  # globals it reads: helpers, constants
-            target = globals_.get(name)
-            if isinstance(target, (types.FunctionType, type)):
-                self.value(target)
-            elif isinstance(target, np.ndarray):
-                self.add("global array", (name, data_digest(target)))
-            elif _is_constant(target):
-                self.add("global", (name, _plain(target)))
-            elif isinstance(target, types.ModuleType) and not _is_library(
-                target.__name__
-            ):
-                modules.append(target)
-        for module in modules:  # ``helpers.clean(X)`` in a user module
-            for name in code.co_names:
-                target = getattr(module, name, None)
-                if isinstance(target, (types.FunctionType, type)):
-                    self.value(target)
+        builtins = globals_.get("__builtins__", {})
+        if isinstance(builtins, types.ModuleType):
+            builtins = vars(builtins)
+        missing = object()
+        chain = None  # the value an attribute chain (pkg.sub.f) has reached
+        for instruction in dis.get_instructions(code):
+            op, name = instruction.opname, instruction.argval
+            if op in _GLOBAL_LOADS:
+                target = globals_.get(name, missing)
+                if target is missing:
+                    target = builtins.get(name, missing)
+                if target is missing:
+                    self.add("unbound global", name)
+                    chain = None
+                    continue
+                chain = self.read(name, target)
+            elif op in _ATTRIBUTE_LOADS and chain is not None:
+                chain = self.read(name, getattr(chain, name, missing))
+            elif op == "IMPORT_NAME":
+                self.imported(name, globals_)
+                chain = None
+            else:
+                chain = None
+
+    def read(self, name: str, target):
+        """A global (or a module's attribute) the code reads; returns it when
+        an attribute chain may go on from it (a user module)."""
+        if isinstance(target, types.ModuleType):
+            if is_library_module(target.__name__):
+                self.library(target.__name__)
+                return None
+            self.add("user module", target.__name__)
+            return target
+        if isinstance(target, (types.FunctionType, type)):
+            self.value(target)
+        elif not isinstance(target, (types.BuiltinFunctionType, np.ufunc)):
+            self.value(target)
+            self.data("global", name, target)
+        else:
+            self.value(target)
+        return None
+
+    def imported(self, name: str, globals_: dict) -> None:
+        """``import x`` inside a function: x counts by version or source."""
+        try:
+            resolved = importlib.util.resolve_name(name, globals_.get("__package__"))
+        except (ImportError, ValueError):
+            resolved = name
+        module = sys.modules.get(resolved)
+        if module is not None:
+            path = getattr(module, "__file__", None)
+        else:
+            try:
+                spec = importlib.util.find_spec(resolved)
+            except (ImportError, ValueError):
+                spec = None
+            path = spec.origin if spec is not None else None
+        if path is not None and path.startswith(_LIBRARY_PATHS):
+            self.add("library", (resolved.split(".")[0], _library_version(resolved)))
+        else:
+            self.add("imported", (resolved, _file_digest(path)))
+
+    def data(self, tag: str, name: str, value) -> None:
+        """The content of a value code reads: exact, not its repr (which
+        elides long arrays and shows objects by address)."""
+        self.add(tag, (name, _content(value)))
 
 
-def _is_constant(value) -> bool:
-    """A value a global may hold that stands for a setting: numbers, text,
-    and tuples or frozensets of them. Mutable globals (lists, dicts, objects)
-    are left out: code often updates them as it runs (counters, caches)."""
+def _content(value) -> str:
     if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
-        return True
-    if isinstance(value, (tuple, frozenset)):
-        return all(_is_constant(item) for item in value)
-    return isinstance(value, np.generic)
+        return _plain(value)
+    return data_digest(_state(value))
+
+
+def _state(value, depth=0):
+    """``value`` in a form ``data_digest`` hashes by content, whatever it
+    holds: data as is, functions and classes by name (their code is walked
+    separately), partials by their parts, user objects by their attributes,
+    library objects pickled, and what cannot be pickled by its type."""
+    if depth > _MAX_DEPTH:
+        return "<too deep>"
+    if value is None or isinstance(
+        value, (bool, int, float, complex, str, bytes, np.ndarray, np.generic)
+    ):
+        return value
+    if isinstance(value, (types.FunctionType, type, types.BuiltinFunctionType)):
+        return f"<{type(value).__name__} {getattr(value, '__qualname__', '')}>"
+    if isinstance(value, types.ModuleType):
+        return f"<module {value.__name__}>"
+    if isinstance(value, (functools.partial, functools.partialmethod)):
+        return (
+            "partial",
+            _state(value.func, depth + 1),
+            _state(value.args, depth + 1),
+            _state(value.keywords, depth + 1),
+        )
+    if isinstance(value, types.MethodType):
+        return ("method", value.__func__.__qualname__, _state(value.__self__))
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, [_state(v, depth + 1) for v in value])
+    if isinstance(value, (set, frozenset)):
+        return ("set", sorted(data_digest(_state(v, depth + 1)) for v in value))
+    if isinstance(value, dict):
+        return ("dict", [(_state(k), _state(v, depth + 1)) for k, v in value.items()])
+    if type(value).__module__.split(".")[0] in ("pandas", "polars", "scipy"):
+        return value  # tables and sparse matrices: hashed by content
+    library = is_library_module(type(value).__module__)
+    if library:
+        try:
+            return ("pickled", pickle.dumps(value, protocol=5))
+        except Exception:
+            pass
+    if hasattr(value, "__dict__"):
+        state = {k: _state(v, depth + 1) for k, v in vars(value).items()}
+        return (type(value).__qualname__, state)
+    try:
+        return ("pickled", pickle.dumps(value, protocol=5))
+    except Exception:  # a lock, a file: nothing to key but what it is
+        return f"<{type(value).__module__}.{type(value).__qualname__}>"
 
 
 def _plain(value) -> str:
-    """A stable text for a constant or default (no memory addresses)."""
+    """A stable text for a code constant (no memory addresses)."""
     if isinstance(value, (tuple, list)):
         return f"{type(value).__name__}({', '.join(_plain(v) for v in value)})"
     if isinstance(value, (set, frozenset)):  # repr order follows the hash seed
         return f"{type(value).__name__}({', '.join(sorted(map(_plain, value)))})"
-    if isinstance(value, (types.FunctionType, type)):
-        return f"<{type(value).__name__} {value.__qualname__}>"
     text = repr(value)
     return text if " at 0x" not in text else f"<{type(value).__qualname__}>"
 
 
-def code_fingerprint(estimator) -> str:
-    """A hex digest of the code ``estimator`` runs (see the module's notes).
+def code_fingerprint(*objects) -> str:
+    """A hex digest of the code ``objects`` run (see the module's notes).
 
     Examples
     --------
+    >>> import numpy as np
     >>> from sklearn.preprocessing import FunctionTransformer
-    >>> a = code_fingerprint(FunctionTransformer(lambda X: X + 1))
-    >>> b = code_fingerprint(FunctionTransformer(lambda X: X + 2))
-    >>> a == b
+    >>> a = code_fingerprint(FunctionTransformer(np.log1p))
+    >>> a == code_fingerprint(FunctionTransformer(np.log1p))
+    True
+    >>> a == code_fingerprint(FunctionTransformer(np.sqrt))
     False
     """
     fingerprint = _Fingerprint()
     fingerprint.add("python", sys.version_info[:2])
-    fingerprint.value(estimator)
+    for obj in objects:
+        fingerprint.value(obj)
     return fingerprint.hexdigest()

@@ -13,6 +13,7 @@ unwritable folder is reported once, not once per clone.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import re
 import threading
@@ -52,6 +53,8 @@ def _parse_bytes(max_bytes):
         )
     if not max_bytes >= 1:  # also rejects NaN
         raise ValueError(f"max_bytes must be at least 1 byte, got {max_bytes!r}.")
+    if max_bytes == float("inf"):
+        raise ValueError("max_bytes must be finite; use max_bytes=None for no cap.")
     return int(max_bytes)
 
 
@@ -152,11 +155,13 @@ class FitCache:
     """
 
     def __init__(self, location, max_bytes=None):
-        if not isinstance(location, (str, os.PathLike)) or not str(location):
+        if not isinstance(location, (str, os.PathLike)):
             raise TypeError(
                 "location must be a folder path (str or path-like), got "
                 f"{type(location).__name__} {location!r}."
             )
+        if not os.fspath(location):
+            raise ValueError("location '' names no folder; give a folder path.")
         self._folder = Path(os.path.expanduser(os.fspath(location))).absolute()
         self._max_bytes = _parse_bytes(max_bytes)
         self._given = (location, max_bytes)
@@ -250,19 +255,38 @@ def resolve_memory(memory, owner: str) -> FitCache | None:
     )
 
 
+def _takes_one_argument(method) -> bool:
+    """``fit(self, y)`` (LabelEncoder, MultiLabelBinarizer): no room for y."""
+    try:
+        parameters = list(inspect.signature(method).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [
+        p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    return len(positional) == 1 and not any(
+        p.kind == p.VAR_POSITIONAL for p in parameters
+    )
+
+
 def _call(estimator, method, X, y, fit_params):
+    # y=None is passed on, so a supervised estimator says y is required;
+    # a one-argument fit (LabelEncoder.fit(y)) gets X alone, as called.
+    one = y is None and _takes_one_argument(getattr(estimator, method, None))
+    args = (X,) if one else (X, y)
     if method == "fit":
-        estimator.fit(X, y, **fit_params)
+        estimator.fit(*args, **fit_params)
         return None
     if method == "fit_transform" and not hasattr(estimator, "fit_transform"):
-        return estimator.fit(X, y, **fit_params).transform(X)  # as Pipeline does
-    return getattr(estimator, method)(X, y, **fit_params)
+        return estimator.fit(*args, **fit_params).transform(X)  # as Pipeline does
+    return getattr(estimator, method)(*args, **fit_params)
 
 
 #: Held while a fit's warnings are recorded. ``catch_warnings`` swaps
-#: process-wide state, so two threads recording at once could leave it
-#: swapped; a fit that finds it taken runs without recording.
-_RECORDING = threading.Lock()
+#: process-wide state, so fits in other threads meanwhile run without
+#: recording (their hits replay nothing); a cached fit nested in another (a
+#: cached step in a cached pipeline) records in the same thread.
+_RECORDING = threading.RLock()
 _WARNING_REGISTRIES: dict[str, dict] = {}
 
 
@@ -279,26 +303,43 @@ def _replay(recorded) -> None:
 
 
 def _call_recording(estimator, method, X, y, fit_params):
-    """``_call``, and the warnings it raised (None if they could not be
-    recorded). They are emitted again before this returns or raises."""
+    """``_call``, and the warnings it raised that a hit should raise again
+    (None if they could not be recorded). All of them are emitted again
+    before this returns or raises."""
     if not _RECORDING.acquire(blocking=False):
         return _call(estimator, method, X, y, fit_params), None
     caught: list = []
+    recorder = threading.get_ident()
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with warnings.catch_warnings():
+            shown_elsewhere = warnings.showwarning
+
+            def record(message, category, filename, lineno, file=None, line=None):
+                if threading.get_ident() == recorder:
+                    caught.append((category, str(message), filename, lineno))
+                else:  # another thread's warning is its own
+                    shown_elsewhere(message, category, filename, lineno, file, line)
+
+            warnings.showwarning = record
+            # Record every warning, even one shown before or ignored, but
+            # keep "error" filters: code that catches a warning raised as an
+            # error must take the same path as without the cache.
+            warnings.filters[:] = [
+                ("error" if f[0] == "error" else "always", *f[1:])
+                for f in warnings.filters
+            ] + [("always", None, Warning, None, 0)]
+            warnings._filters_mutated()
             output = _call(estimator, method, X, y, fit_params)
     except BaseException:
-        _RECORDING.release()
         with contextlib.suppress(Exception):  # the fit's own error comes first
-            _replay(_recorded(caught))
+            _replay(caught)
         raise
-    _RECORDING.release()
-    return output, _recorded(caught)
-
-
-def _recorded(caught) -> list:
-    return [(w.category, str(w.message), w.filename, w.lineno) for w in caught]
+    finally:
+        _RECORDING.release()
+    _replay(caught)
+    # skbatch's own warnings (a damaged entry of a nested step) were about
+    # that fit, not this one: not raised again on hits.
+    return output, [w for w in caught if not issubclass(w[0], CacheWarning)]
 
 
 def fit_with_cache(
@@ -317,7 +358,8 @@ def fit_with_cache(
     try:
         key = fit_key(estimator, method, X, y, fit_params)
     except UnkeyableError as exc:
-        reason = str(exc)
+        key, reason = None, str(exc)
+    if key is None:  # fitted outside the except: its errors stand alone
         if reason not in _UNKEYABLE_REPORTED:
             _UNKEYABLE_REPORTED.add(reason)
             warn_at_caller(CacheWarning(f"{name} is fitted without caching: {reason}."))
@@ -349,5 +391,4 @@ def fit_with_cache(
             f"[skbatch cache] miss: {name}.{method} took {seconds:.2f} s"
             f"{'' if stored else ', not stored'}; {cache.stats()}"
         )
-    _replay(recorded)
     return estimator, output, False, key

@@ -27,11 +27,11 @@ from importlib import metadata
 import numpy as np
 import sklearn
 
-from skbatch._code_fingerprint import code_fingerprint
+from skbatch._code_fingerprint import code_fingerprint, is_library_module
 from skbatch._fingerprint import data_digest
 
 #: Bumped when what a key covers changes, so old entries are never matched.
-KEY_FORMAT = "skbatch-fit-key-2"
+KEY_FORMAT = "skbatch-fit-key-3"
 
 #: Parameters that say how to run a fit, not what it computes.
 RUN_ONLY_PARAMS = frozenset({"n_jobs", "verbose", "memory", "pre_dispatch"})
@@ -41,6 +41,7 @@ _RESULT_SETTINGS = (
     "assume_finite",
     "array_api_dispatch",
     "enable_metadata_routing",
+    "sparse_interface",
     "transform_output",
 )
 
@@ -81,6 +82,8 @@ def _describe(value, where: str, depth: int = 0):
         return value
     if isinstance(value, (np.ndarray, np.generic)):
         return value
+    if isinstance(value, type):  # before estimators: a class has get_params too
+        return ("class", f"{value.__module__}.{value.__qualname__}")
     if hasattr(value, "get_params") and hasattr(value, "fit"):
         return _describe_estimator(value, where, depth)
     if isinstance(value, (list, tuple)):
@@ -100,8 +103,6 @@ def _describe(value, where: str, depth: int = 0):
         return ("RandomState", value.get_state(legacy=False))
     if isinstance(value, np.random.Generator):
         return ("Generator", value.bit_generator.state)
-    if isinstance(value, type):
-        return ("class", f"{value.__module__}.{value.__qualname__}")
     if isinstance(value, (types.FunctionType, types.BuiltinFunctionType)):
         # The code is in the code fingerprint; its data is here.
         closure = [
@@ -119,9 +120,31 @@ def _describe(value, where: str, depth: int = 0):
         )
     if isinstance(value, types.MethodType):
         return ("method", value.__func__.__qualname__, _describe(value.__self__, where))
+    if isinstance(value, functools.partial):
+        return (
+            "partial",
+            _describe(value.func, f"{where}.func", depth + 1),
+            _describe(value.args, f"{where}.args", depth + 1),
+            _describe(value.keywords, f"{where}.keywords", depth + 1),
+        )
     module = type(value).__module__.split(".")[0]
     if module in ("pandas", "polars", "scipy"):
         return value  # tables, sparse matrices: data_digest hashes their content
+    if (
+        not is_library_module(type(value).__module__)
+        and hasattr(value, "__dict__")
+        and not _pickles_its_own_way(type(value))
+    ):
+        # A user object (a splitter, a strategy): by its attributes, which
+        # need no importable class, as a notebook's classes may not be.
+        return (
+            "object",
+            type(value).__qualname__,
+            {
+                name: _describe(attribute, f"{where}.{name}", depth + 1)
+                for name, attribute in vars(value).items()
+            },
+        )
     try:
         return ("pickled", type(value).__qualname__, pickle.dumps(value, protocol=5))
     except Exception as exc:
@@ -129,6 +152,15 @@ def _describe(value, where: str, depth: int = 0):
             f"{where} (a {type(value).__name__}) cannot be pickled, so its "
             f"effect on the fit cannot be keyed ({type(exc).__name__}: {exc})"
         ) from None
+
+
+def _pickles_its_own_way(cls) -> bool:
+    """A class that says how it is pickled (or that it cannot be) means its
+    attributes are not the whole story: a connection, a file handle."""
+    return any(
+        getattr(cls, name, None) is not getattr(object, name, None)
+        for name in ("__reduce__", "__reduce_ex__", "__getstate__")
+    )
 
 
 def _cell_is_set(cell) -> bool:
@@ -146,7 +178,11 @@ def _describe_estimator(estimator, where: str, depth: int):
         raise UnkeyableError(
             f"{where}.get_params() failed ({type(exc).__name__}: {exc})"
         ) from None
-    ignored = RUN_ONLY_PARAMS | set(getattr(estimator, "_run_only_params", ()))
+    # A user's own estimator may give ``verbose`` or ``memory`` a meaning of
+    # its own: only library estimators' run-only parameters are left out.
+    ignored = set(getattr(estimator, "_run_only_params", ()))
+    if is_library_module(type(estimator).__module__):
+        ignored |= RUN_ONLY_PARAMS
     kept = {
         name: _describe(value, f"{where}.{name}", depth + 1)
         for name, value in params.items()
@@ -182,14 +218,15 @@ def fit_key(estimator, method: str, X, y=None, fit_params=None) -> str:
     fit_params = fit_params or {}
     name = type(estimator).__name__
     description = _describe(estimator, name)
-    try:
-        code = code_fingerprint(estimator)
+    parameters = _describe(fit_params, "the fit parameters")
+    try:  # callables among the fit parameters run too
+        code = code_fingerprint(estimator, fit_params)
     except Exception as exc:  # a class whose code cannot be walked
         raise UnkeyableError(
             f"the code of {name} cannot be fingerprinted ({type(exc).__name__}: {exc})"
         ) from None
     try:
-        data = data_digest(X, y, fit_params)
+        data = data_digest(X, y, parameters)
     except Exception as exc:
         raise UnkeyableError(
             f"the training data cannot be hashed ({type(exc).__name__}: {exc})"

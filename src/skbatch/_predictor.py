@@ -229,7 +229,15 @@ class BatchedPredictor(WrapsEstimatorMixin, MetaEstimatorMixin, SkbatchEstimator
         "verbose": ["verbose"],
     }
     #: How calls run, not what fit computes: left out of fit cache keys.
-    _run_only_params = ("batch_size", "backend", "progress", "progress_bar_kwargs")
+    _run_only_params = (
+        "n_jobs",
+        "batch_size",
+        "backend",
+        "progress",
+        "progress_bar_kwargs",
+        "memory",
+        "verbose",
+    )
 
     def __init__(
         self,
