@@ -26,7 +26,6 @@ import dis
 import functools
 import hashlib
 import importlib.util
-import pickle
 import sys
 import sysconfig
 import types
@@ -34,7 +33,7 @@ from importlib import metadata
 
 import numpy as np
 
-from skbatch._fingerprint import data_digest
+from skbatch._fingerprint import data_digest, value_digest
 
 _LIBRARY_PATHS = tuple(
     {
@@ -337,60 +336,10 @@ class _Fingerprint:
     def data(self, tag: str, name: str, value) -> None:
         """The content of a value code reads: exact, not its repr (which
         elides long arrays and shows objects by address)."""
-        self.add(tag, (name, _content(value)))
-
-
-def _content(value) -> str:
-    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
-        return _plain(value)
-    return data_digest(_state(value))
-
-
-def _state(value, depth=0):
-    """``value`` in a form ``data_digest`` hashes by content, whatever it
-    holds: data as is, functions and classes by name (their code is walked
-    separately), partials by their parts, user objects by their attributes,
-    library objects pickled, and what cannot be pickled by its type."""
-    if depth > _MAX_DEPTH:
-        return "<too deep>"
-    if value is None or isinstance(
-        value, (bool, int, float, complex, str, bytes, np.ndarray, np.generic)
-    ):
-        return value
-    if isinstance(value, (types.FunctionType, type, types.BuiltinFunctionType)):
-        return f"<{type(value).__name__} {getattr(value, '__qualname__', '')}>"
-    if isinstance(value, types.ModuleType):
-        return f"<module {value.__name__}>"
-    if isinstance(value, (functools.partial, functools.partialmethod)):
-        return (
-            "partial",
-            _state(value.func, depth + 1),
-            _state(value.args, depth + 1),
-            _state(value.keywords, depth + 1),
-        )
-    if isinstance(value, types.MethodType):
-        return ("method", value.__func__.__qualname__, _state(value.__self__))
-    if isinstance(value, (list, tuple)):
-        return (type(value).__name__, [_state(v, depth + 1) for v in value])
-    if isinstance(value, (set, frozenset)):
-        return ("set", sorted(data_digest(_state(v, depth + 1)) for v in value))
-    if isinstance(value, dict):
-        return ("dict", [(_state(k), _state(v, depth + 1)) for k, v in value.items()])
-    if type(value).__module__.split(".")[0] in ("pandas", "polars", "scipy"):
-        return value  # tables and sparse matrices: hashed by content
-    library = is_library_module(type(value).__module__)
-    if library:
-        try:
-            return ("pickled", pickle.dumps(value, protocol=5))
-        except Exception:
-            pass
-    if hasattr(value, "__dict__"):
-        state = {k: _state(v, depth + 1) for k, v in vars(value).items()}
-        return (type(value).__qualname__, state)
-    try:
-        return ("pickled", pickle.dumps(value, protocol=5))
-    except Exception:  # a lock, a file: nothing to key but what it is
-        return f"<{type(value).__module__}.{type(value).__qualname__}>"
+        if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+            self.add(tag, (name, _plain(value)))
+        else:
+            self.add(tag, (name, value_digest(value, is_library_module)))
 
 
 def _plain(value) -> str:

@@ -17,7 +17,10 @@ around the buffers go through SHA-256.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import pickle
+import types
 
 import numpy as np
 import xxhash
@@ -184,3 +187,72 @@ def data_digest(*objs) -> str:
     for obj in objs:
         _add(digest, obj)
     return digest.hexdigest()
+
+
+def value_digest(value, is_library) -> str:
+    """A digest of any value by content, whatever it holds: data as is,
+    functions and classes by name (a code fingerprint walks their code),
+    partials by their parts, user objects by their attributes, library
+    objects (``is_library(module_name)``) pickled, and what cannot be pickled
+    by its type. Never raises."""
+    return data_digest(_state(value, is_library))
+
+
+def _state(value, is_library, depth=0):
+    """``value`` in a form ``data_digest`` hashes by content, whatever it
+    holds: data as is, functions and classes by name (their code is walked
+    separately), partials by their parts, user objects by their attributes,
+    library objects pickled, and what cannot be pickled by its type."""
+    if depth > 60:
+        return "<too deep>"
+    if value is None or isinstance(
+        value, (bool, int, float, complex, str, bytes, np.ndarray, np.generic)
+    ):
+        return value
+    if isinstance(value, (types.FunctionType, type, types.BuiltinFunctionType)):
+        return f"<{type(value).__name__} {getattr(value, '__qualname__', '')}>"
+    if isinstance(value, types.ModuleType):
+        return f"<module {value.__name__}>"
+    if isinstance(value, (functools.partial, functools.partialmethod)):
+        return (
+            "partial",
+            _state(value.func, is_library, depth + 1),
+            _state(value.args, is_library, depth + 1),
+            _state(value.keywords, is_library, depth + 1),
+        )
+    if isinstance(value, types.MethodType):
+        return (
+            "method",
+            value.__func__.__qualname__,
+            _state(value.__self__, is_library, depth + 1),
+        )
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, [_state(v, is_library, depth + 1) for v in value])
+    if isinstance(value, (set, frozenset)):
+        return (
+            "set",
+            sorted(data_digest(_state(v, is_library, depth + 1)) for v in value),
+        )
+    if isinstance(value, dict):
+        return (
+            "dict",
+            [
+                (_state(k, is_library), _state(v, is_library, depth + 1))
+                for k, v in value.items()
+            ],
+        )
+    if type(value).__module__.split(".")[0] in ("pandas", "polars", "scipy"):
+        return value  # tables and sparse matrices: hashed by content
+    library = is_library(type(value).__module__)
+    if library:
+        try:
+            return ("pickled", pickle.dumps(value, protocol=5))
+        except Exception:
+            pass
+    if hasattr(value, "__dict__"):
+        state = {k: _state(v, is_library, depth + 1) for k, v in vars(value).items()}
+        return (type(value).__qualname__, state)
+    try:
+        return ("pickled", pickle.dumps(value, protocol=5))
+    except Exception:  # a lock, a file: nothing to key but what it is
+        return f"<{type(value).__module__}.{type(value).__qualname__}>"

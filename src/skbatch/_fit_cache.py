@@ -12,13 +12,11 @@ unwritable folder is reported once, not once per clone.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import os
 import re
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 from numbers import Integral, Real
 from pathlib import Path
@@ -26,6 +24,7 @@ from pathlib import Path
 from skbatch._cache_store import EntryStore
 from skbatch._errors import CacheWarning, warn_at_caller
 from skbatch._fit_key import UnkeyableError, fit_key
+from skbatch._fit_warnings import call_recording_warnings, replay_warnings
 
 _STORES: dict[str, EntryStore] = {}
 _SAVED_SECONDS: dict[str, float] = {}
@@ -282,66 +281,6 @@ def _call(estimator, method, X, y, fit_params):
     return getattr(estimator, method)(*args, **fit_params)
 
 
-#: Held while a fit's warnings are recorded. ``catch_warnings`` swaps
-#: process-wide state, so fits in other threads meanwhile run without
-#: recording (their hits replay nothing); a cached fit nested in another (a
-#: cached step in a cached pipeline) records in the same thread.
-_RECORDING = threading.RLock()
-_WARNING_REGISTRIES: dict[str, dict] = {}
-
-
-def _replay(recorded) -> None:
-    """Emit recorded warnings again, through the caller's filters."""
-    for category, message, filename, lineno in recorded or ():
-        warnings.warn_explicit(
-            message,
-            category,
-            filename,
-            lineno,
-            registry=_WARNING_REGISTRIES.setdefault(filename, {}),
-        )
-
-
-def _call_recording(estimator, method, X, y, fit_params):
-    """``_call``, and the warnings it raised that a hit should raise again
-    (None if they could not be recorded). All of them are emitted again
-    before this returns or raises."""
-    if not _RECORDING.acquire(blocking=False):
-        return _call(estimator, method, X, y, fit_params), None
-    caught: list = []
-    recorder = threading.get_ident()
-    try:
-        with warnings.catch_warnings():
-            shown_elsewhere = warnings.showwarning
-
-            def record(message, category, filename, lineno, file=None, line=None):
-                if threading.get_ident() == recorder:
-                    caught.append((category, str(message), filename, lineno))
-                else:  # another thread's warning is its own
-                    shown_elsewhere(message, category, filename, lineno, file, line)
-
-            warnings.showwarning = record
-            # Record every warning, even one shown before or ignored, but
-            # keep "error" filters: code that catches a warning raised as an
-            # error must take the same path as without the cache.
-            warnings.filters[:] = [
-                ("error" if f[0] == "error" else "always", *f[1:])
-                for f in warnings.filters
-            ] + [("always", None, Warning, None, 0)]
-            warnings._filters_mutated()
-            output = _call(estimator, method, X, y, fit_params)
-    except BaseException:
-        with contextlib.suppress(Exception):  # the fit's own error comes first
-            _replay(caught)
-        raise
-    finally:
-        _RECORDING.release()
-    _replay(caught)
-    # skbatch's own warnings (a damaged entry of a nested step) were about
-    # that fit, not this one: not raised again on hits.
-    return output, [w for w in caught if not issubclass(w[0], CacheWarning)]
-
-
 def fit_with_cache(
     cache: FitCache | None, estimator, method, X, y, fit_params, verbose=0
 ):
@@ -377,11 +316,13 @@ def fit_with_cache(
                 f"{time.perf_counter() - started:.2f} s (fitting took "
                 f"{entry['fit_seconds']:.2f} s); {cache.stats()}"
             )
-        _replay(entry["warnings"])  # what the fit said, said again
+        replay_warnings(entry["warnings"])  # what the fit said, said again
         return entry["estimator"], entry["output"], True, key
     store.count("misses")
     started = time.perf_counter()
-    output, recorded = _call_recording(estimator, method, X, y, fit_params)
+    output, recorded = call_recording_warnings(
+        _call, estimator, method, X, y, fit_params
+    )
     seconds = time.perf_counter() - started
     entry = {"key": key, "estimator": estimator, "output": output}
     entry.update(fit_seconds=seconds, warnings=recorded)
