@@ -594,9 +594,13 @@ def test_warning_filters_apply_to_replayed_warnings(tmp_path):
 
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(200, 5)), rng.integers(0, 2, 200)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
+    with pytest.warns(ConvergenceWarning):  # recorded: the filters let it show
         CachedEstimator(LogisticRegression(max_iter=1), memory=tmp_path).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # nothing else comes out
+        warnings.simplefilter("ignore", ConvergenceWarning)  # checked first
+        model = CachedEstimator(LogisticRegression(max_iter=1), memory=tmp_path)
+        assert model.fit(X, y).cache_hit_
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         with pytest.raises(ConvergenceWarning):
@@ -729,3 +733,34 @@ def test_entries_are_created_like_other_files(tmp_path, data):
     os.umask(umask)
     (entry,) = entries(tmp_path)
     assert entry.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+class CheckingRegressor(FitCountingRegressor):
+    """Refits more carefully when it sees a warning of its own: a fit that
+    watches warnings, as some libraries do."""
+
+    def fit(self, X, y):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.warn("first try was rough", UserWarning, stacklevel=2)
+        self.retried_ = bool(seen)
+        return super().fit(X, y)
+
+
+def test_a_fit_that_watches_warnings_takes_the_same_path(tmp_path, data):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = CheckingRegressor().fit(*data).retried_
+        cached = CachedEstimator(CheckingRegressor(), memory=tmp_path).fit(*data)
+    assert cached.estimator_.retried_ == plain
+
+
+def test_a_hit_takes_today_s_run_only_parameters(tmp_path, data):
+    from sklearn.linear_model import LinearRegression
+
+    pipe = make_pipeline(StandardScaler(), LinearRegression(n_jobs=1))
+    CachedEstimator(pipe, memory=tmp_path).fit(*data)
+    pipe.set_params(linearregression__n_jobs=2, memory=str(tmp_path / "joblib"))
+    model = CachedEstimator(pipe, memory=tmp_path).fit(*data)
+    assert model.cache_hit_
+    assert model.estimator_[-1].n_jobs == 2
+    assert model.estimator_.memory == str(tmp_path / "joblib")

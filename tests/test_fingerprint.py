@@ -100,6 +100,12 @@ def test_masks_records_order_and_sets_count():
     assert data_digest([{"b", "a", "c"}]) == data_digest([{"c", "b", "a"}])
 
 
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
+def test_a_matrix_is_not_an_array():
+    values = np.arange(4.0).reshape(2, 2)
+    assert data_digest(np.matrix(values)) != data_digest(values)
+
+
 def test_sets_hash_alike_under_any_hash_seed():
     script = (
         "from skbatch._fingerprint import data_digest\n"

@@ -181,6 +181,31 @@ CASES = {
         2,
         3,
     ),
+    "singledispatch implementation": (
+        "@functools.singledispatch\ndef f(X): return X\n"
+        "@f.register(np.ndarray)\ndef _(X): return X * {}\n"
+        "EST = FunctionTransformer(lambda X: f(X))",
+        2,
+        3,
+    ),
+    "user subclass of dict as parameter": (
+        "class Cfg(dict):\n    def k(self): return {}\n"
+        "EST = FunctionTransformer(lambda X, c: X * c.k(), kw_args={{'c': Cfg()}})",
+        2,
+        3,
+    ),
+    "dict key objects with equal reprs": (
+        "class Key:\n    def __init__(s, w): s.w = w\n"
+        "    def __repr__(s): return 'Key'\n"
+        "EST = FunctionTransformer(lambda X, m: X, kw_args={{'m': {{Key({}): 1}}}})",
+        1,
+        5,
+    ),
+    "function attribute": (
+        "def g(X): return X * g.k\ng.k = {}\nEST = FunctionTransformer(g)",
+        2,
+        3,
+    ),
     "user parameter named memory": (
         "class T(TransformerMixin, BaseEstimator):\n"
         "    def __init__(self, memory=5): self.memory = memory\n"
@@ -266,7 +291,10 @@ def test_a_local_package_is_followed(tmp_path, monkeypatch):
         importlib.invalidate_caches()
 
 
-def test_a_module_imported_inside_a_method_counts_by_its_source(tmp_path, monkeypatch):
+def test_a_module_imported_inside_a_method_counts_by_its_code(tmp_path, monkeypatch):
+    import importlib
+    import os
+
     module = tmp_path / "insidemod.py"
     module.write_text("def k():\n    return 2\n")
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -280,6 +308,9 @@ def test_a_module_imported_inside_a_method_counts_by_its_source(tmp_path, monkey
         first = cell_key(body)
         assert cell_key(body) == first
         module.write_text("def k():\n    return 3\n")
+        os.utime(module, (0, module.stat().st_mtime + 5))  # not the old .pyc
+        sys.modules.pop("insidemod")  # as in a new process (or a reload)
+        importlib.invalidate_caches()
         assert cell_key(body) != first
     finally:
         sys.modules.pop("insidemod", None)
@@ -303,3 +334,18 @@ def test_libraries_used_through_their_module_count_by_version(monkeypatch):
 
     monkeypatch.setattr(_code_fingerprint, "_library_version", upgraded)
     assert cell_key(body) != first
+
+
+def test_code_that_imports_by_computed_name_cannot_be_keyed():
+    from skbatch._fit_key import UnkeyableError
+
+    body = (
+        "import importlib\n"
+        "class T(TransformerMixin, BaseEstimator):\n"
+        "    def __init__(self, where='math'): self.where = where\n"
+        "    def fit(self, X, y=None):\n"
+        "        self.m_ = importlib.import_module(self.where); return self\n"
+        "EST = T()"
+    )
+    with pytest.raises(UnkeyableError, match="computed name"):
+        cell_key(body)

@@ -36,6 +36,7 @@ from stat import S_ISREG
 
 import xxhash
 
+from skbatch._code_fingerprint import code_fingerprint
 from skbatch._errors import CacheWarning, warn_at_caller
 from skbatch._worker import cloudpickle
 
@@ -48,17 +49,36 @@ _STALE_TEMPORARY_SECONDS = 3600
 
 
 def _from_main(qualname: str):
-    """A class or function of ``__main__``, looked up by name on load."""
+    """A class or function of ``__main__``, looked up by name."""
     obj = sys.modules["__main__"]
     for part in qualname.split("."):
         obj = getattr(obj, part)
     return obj
 
 
-def _main_function(code, name, qualname, defaults, kwdefaults, attributes):
-    """A lambda of ``__main__`` (a script, a notebook cell), rebuilt on the
-    live ``__main__`` globals: it reads what a fresh fit's lambda reads."""
-    function = types.FunctionType(code, vars(sys.modules["__main__"]), name, defaults)
+def _main_object(qualname: str, fingerprint: str, copy: bytes):
+    """On load: ``__main__``'s own class or function of that name when its
+    code is the one stored (so ``isinstance`` holds and the current cell's
+    object is used), else the stored copy (the cell changed since, or this
+    process, a worker, has no such name)."""
+    try:
+        live = _from_main(qualname)
+    except (AttributeError, KeyError):
+        live = None
+    if live is not None and code_fingerprint(live) == fingerprint:
+        return live
+    if copy is None:  # its code reads a lock, a file: no copy could be kept
+        raise LookupError(f"__main__.{qualname} is not the class the fit used")
+    return pickle.loads(copy)
+
+
+def _main_function(code, name, qualname, defaults, kwdefaults, attributes, cells):
+    """A lambda or nested function of ``__main__``, rebuilt on the live
+    ``__main__`` globals: it reads what a fresh fit's function reads."""
+    closure = None if cells is None else tuple(types.CellType(v) for v in cells)
+    function = types.FunctionType(
+        code, vars(sys.modules["__main__"]), name, defaults, closure
+    )
     function.__qualname__ = qualname
     function.__kwdefaults__ = kwdefaults
     function.__dict__.update(attributes)
@@ -66,44 +86,56 @@ def _main_function(code, name, qualname, defaults, kwdefaults, attributes):
 
 
 class _EntryPickler(cloudpickle.Pickler):
-    """cloudpickle, except for ``__main__``: its classes and functions go by
-    name, as plain pickle sends them, and lambdas without closures are sent
-    as code to be bound to ``__main__`` on load. cloudpickle would send both
-    with a frozen copy of the globals they read, so a model from the cache
-    would not see a global changed after the fit, where a fresh one does."""
+    """cloudpickle, except for ``__main__`` (a script, a notebook):
+
+    - a class or function it defines by name goes as its name, its code's
+      fingerprint and a copy (see ``_main_object``);
+    - other functions of its (lambdas, closures) go as code to be bound to
+      the live ``__main__`` on load.
+
+    cloudpickle alone sends both as copies with a frozen copy of the globals
+    they read: a model from the cache would then fail ``isinstance`` against
+    the cell's class and miss a global changed after the fit."""
 
     def reducer_override(self, obj):
         main = sys.modules.get("__main__")
         if (
-            main is not None
-            and isinstance(obj, (type, types.FunctionType))
-            and getattr(obj, "__module__", None) == "__main__"
+            main is None
+            or not isinstance(obj, (type, types.FunctionType))
+            or getattr(obj, "__module__", None) != "__main__"
         ):
+            return super().reducer_override(obj)
+        if "<locals>" not in obj.__qualname__ and "<lambda>" not in obj.__qualname__:
             try:
-                found = _from_main(obj.__qualname__)
-            except AttributeError:
-                found = None
-            if found is obj:
-                return _from_main, (obj.__qualname__,)
-            if (
-                isinstance(obj, types.FunctionType)
-                and obj.__globals__ is vars(main)
-                and obj.__closure__ is None
-            ):
-                return _main_function, (
-                    obj.__code__,
-                    obj.__name__,
-                    obj.__qualname__,
-                    obj.__defaults__,
-                    obj.__kwdefaults__,
-                    dict(obj.__dict__),
-                )
+                copy = cloudpickle.dumps(obj, protocol=5)
+            except Exception:
+                copy = None
+            return _main_object, (obj.__qualname__, code_fingerprint(obj), copy)
+        if isinstance(obj, types.FunctionType) and obj.__globals__ is vars(main):
+            cells = None
+            if obj.__closure__ is not None:
+                try:
+                    cells = [cell.cell_contents for cell in obj.__closure__]
+                except ValueError:  # an empty cell: leave it to cloudpickle
+                    return super().reducer_override(obj)
+            return _main_function, (
+                obj.__code__,
+                obj.__name__,
+                obj.__qualname__,
+                obj.__defaults__,
+                obj.__kwdefaults__,
+                dict(obj.__dict__),
+                cells,
+            )
         return super().reducer_override(obj)
 
 
 def _dumps(value) -> bytes:
     buffer = io.BytesIO()
-    _EntryPickler(buffer, protocol=5).dump(value)
+    try:
+        _EntryPickler(buffer, protocol=5).dump(value)
+    except RecursionError:  # a closure that holds itself: cloudpickle copes
+        return cloudpickle.dumps(value, protocol=5)
     return buffer.getvalue()
 
 

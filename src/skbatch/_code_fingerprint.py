@@ -22,10 +22,14 @@ helper it calls, or to a value it reads changes it.
 
 from __future__ import annotations
 
+import contextlib
 import dis
 import functools
 import hashlib
+import importlib
 import importlib.util
+import os
+import site
 import sys
 import sysconfig
 import types
@@ -35,12 +39,24 @@ import numpy as np
 
 from skbatch._fingerprint import data_digest, value_digest
 
-_LIBRARY_PATHS = tuple(
-    {
+
+def _library_paths() -> tuple[str, ...]:
+    paths = {
         sysconfig.get_paths()[name]
         for name in ("stdlib", "platstdlib", "purelib", "platlib")
     }
-)
+    with contextlib.suppress(Exception):  # site may be disabled (python -S)
+        paths.update(site.getsitepackages())
+        paths.add(site.getusersitepackages())
+    return tuple(sorted(paths))
+
+
+_LIBRARY_PATHS = _library_paths()
+#: Folders where installers put libraries, wherever the prefix (Debian's
+#: dist-packages, a --user install, a --target folder).
+_LIBRARY_FOLDERS = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
+#: Builtins through which code reaches code it does not name.
+_DYNAMIC_BUILTINS = frozenset({"eval", "exec", "globals", "vars", "__import__"})
 _MAX_DEPTH = 60
 _NATIVE_SUFFIXES = (".so", ".pyd", ".dylib")
 _GLOBAL_LOADS = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
@@ -57,7 +73,20 @@ def is_library_module(module_name: str | None) -> bool:
     path = getattr(module, "__file__", None)
     if path is None:  # built-in modules, namespace packages
         return module is not None and top in sys.builtin_module_names
-    return path.startswith(_LIBRARY_PATHS)
+    return _is_library_path(path)
+
+
+def _is_library_path(path: str) -> bool:
+    return path.startswith(_LIBRARY_PATHS) or any(f in path for f in _LIBRARY_FOLDERS)
+
+
+def _has(obj, name: str) -> bool:
+    """``hasattr`` for objects whose ``__getattr__`` raises anything."""
+    try:
+        getattr(obj, name)
+    except Exception:
+        return False
+    return True
 
 
 @functools.cache
@@ -88,11 +117,17 @@ def _builtin_module(function) -> str | None:
     return module
 
 
+class HiddenCodeError(Exception):
+    """Code that runs code no fingerprint can see: a module imported by a
+    computed name, a ufunc made by ``np.frompyfunc``."""
+
+
 class _Fingerprint:
     def __init__(self):
         self._hash = hashlib.sha256()
         self._seen: set[int] = set()
         self._keep: list = []  # objects whose ids are in _seen stay alive
+        self._digests: dict[int, str] = {}
 
     def add(self, tag: str, text) -> None:
         data = text if isinstance(text, bytes) else repr(text).encode()
@@ -121,6 +156,9 @@ class _Fingerprint:
         if depth > _MAX_DEPTH:
             self.add("too deep", type(value).__qualname__)
             return
+        kind = type(value)
+        if kind is not type and not is_library_module(kind.__module__):
+            self.cls(kind)  # a user subclass of dict, str, ndarray, NamedTuple
         if value is None or isinstance(
             value, (bool, int, float, complex, str, bytes, np.ndarray, np.generic)
         ):
@@ -139,16 +177,31 @@ class _Fingerprint:
         ).__name__ in ("method-wrapper", "wrapper_descriptor", "method_descriptor"):
             module = _builtin_module(value)
             name = getattr(value, "__qualname__", getattr(value, "__name__", ""))
+            if isinstance(value, np.ufunc) and "(vectorized)" in value.__name__:
+                raise HiddenCodeError(
+                    f"np.frompyfunc hides the function behind {value.__name__!r}; "
+                    "use np.vectorize, whose function can be seen"
+                )
+            if value is __import__:
+                raise HiddenCodeError(
+                    "a module is imported by a computed name "
+                    f"({name}), so the code it runs cannot be known in advance"
+                )
             self.add("builtin", (module, name))
-            self.library(module)
+            if module and not is_library_module(module):  # compiled user code
+                path = getattr(sys.modules.get(module), "__file__", None)
+                self.add("native module", _file_digest(path))
+            else:
+                self.library(module)
         elif isinstance(value, (list, tuple, set, frozenset)):
             if self._first_visit(value):
                 for item in value:
                     self.value(item, depth + 1)
-        elif isinstance(value, dict):
+        elif isinstance(value, (dict, types.MappingProxyType)):
             if self._first_visit(value):
                 for item in value.values():
                     self.value(item, depth + 1)
+                self.value(getattr(value, "default_factory", None), depth + 1)
         elif isinstance(value, functools.partial):
             if self._first_visit(value):
                 self.value(value.func, depth + 1)
@@ -163,7 +216,7 @@ class _Fingerprint:
             return
         cls = type(obj)
         self.cls(cls)
-        if is_library_module(cls.__module__) and not hasattr(obj, "get_params"):
+        if is_library_module(cls.__module__) and not _has(obj, "get_params"):
             # A library object (a descriptor, a wrapper, a splitter): its
             # version, and any code it wraps (available_if's function,
             # partialmethod's, lru_cache's __wrapped__).
@@ -174,7 +227,7 @@ class _Fingerprint:
                 ):
                     self.value(attribute, depth + 1)
             return
-        if hasattr(obj, "get_params") and hasattr(obj, "fit"):
+        if _has(obj, "get_params") and _has(obj, "fit"):
             try:
                 attributes = obj.get_params(deep=False)
             except Exception:
@@ -189,12 +242,25 @@ class _Fingerprint:
             self.value(attribute, depth + 1)
 
     def module(self, module: types.ModuleType) -> None:
+        """A module used as a value (passed on, read by ``getattr``, imported
+        inside a function): a library's version, or every function, class
+        and constant a user module defines."""
         if not self._first_visit(module):
             return
         if is_library_module(module.__name__):
             self.library(module.__name__)
-        else:  # a user module handed over whole: every byte of it counts
-            self.add("user module", (module.__name__, _file_digest(module.__file__)))
+            return
+        self.add("user module", module.__name__)
+        for name, member in sorted(vars(module).items(), key=lambda item: item[0]):
+            if name.startswith("__"):
+                continue
+            if isinstance(member, (types.FunctionType, type)):
+                if getattr(member, "__module__", None) == module.__name__:
+                    self.value(member)
+            elif isinstance(member, types.ModuleType):
+                self.add("module attribute", (name, member.__name__))
+            elif _is_constant(member):
+                self.add("module constant", (name, _plain(member)))
 
     def cls(self, cls: type) -> None:
         if not self._first_visit(cls):
@@ -205,6 +271,8 @@ class _Fingerprint:
             self.add("class", f"{module}.{cls.__qualname__}")
             return
         self.add("user class", cls.__qualname__)
+        if type(cls) is not type:
+            self.cls(type(cls))  # a user metaclass: its attributes, properties
         path = getattr(sys.modules.get(module), "__file__", None) or ""
         if path.endswith(_NATIVE_SUFFIXES):  # compiled user code: its bytes
             self.add("native module", _file_digest(path))
@@ -240,6 +308,11 @@ class _Fingerprint:
         if not self._first_visit(function):
             return
         module = getattr(function, "__module__", None)
+        if function is importlib.import_module:
+            raise HiddenCodeError(
+                "a module is imported by a computed name (importlib."
+                "import_module), so the code it runs cannot be known in advance"
+            )
         if is_library_module(module):
             self.add("library function", (module, function.__qualname__))
             self.library(module)
@@ -258,9 +331,9 @@ class _Fingerprint:
                 continue
             self.value(contents)
             self.data("closure", "", contents)
-        wrapped = getattr(function, "__wrapped__", None)  # functools.wraps
-        if wrapped is not None:
-            self.value(wrapped)
+        if function.__dict__:  # f.k = 3, functools.wraps, singledispatch
+            self.value(dict(function.__dict__))
+            self.data("function attributes", "", dict(function.__dict__))
 
     def code(self, code: types.CodeType, globals_: dict) -> None:
         self.add("bytecode", code.co_code)
@@ -276,24 +349,47 @@ class _Fingerprint:
             builtins = vars(builtins)
         missing = object()
         chain = None  # the value an attribute chain (pkg.sub.f) has reached
+        consts: list = [None, None]  # the last two constants: import level, names
         for instruction in dis.get_instructions(code):
             op, name = instruction.opname, instruction.argval
+            if op in _ATTRIBUTE_LOADS and chain is not None:
+                if getattr(chain, "__name__", None) == "importlib":
+                    self.value(getattr(chain, name, None))  # import_module
+                    chain = None
+                else:
+                    chain = self.read(name, getattr(chain, name, missing))
+                continue
+            if chain is not None:  # a user module used as a value: all of it
+                if not is_library_module(chain.__name__):
+                    self.module(chain)
+                chain = None
             if op in _GLOBAL_LOADS:
                 target = globals_.get(name, missing)
                 if target is missing:
                     target = builtins.get(name, missing)
                 if target is missing:
                     self.add("unbound global", name)
-                    chain = None
                     continue
+                if name in _DYNAMIC_BUILTINS and target is builtins.get(name):
+                    self.whole_namespace(globals_)  # eval("helper(X)")
                 chain = self.read(name, target)
-            elif op in _ATTRIBUTE_LOADS and chain is not None:
-                chain = self.read(name, getattr(chain, name, missing))
             elif op == "IMPORT_NAME":
-                self.imported(name, globals_)
-                chain = None
-            else:
-                chain = None
+                level, names = consts
+                self.imported(name, level, names, globals_)
+            elif op == "LOAD_CONST":
+                consts = [consts[1], name]
+        if chain is not None and not is_library_module(chain.__name__):
+            self.module(chain)
+
+    def whole_namespace(self, globals_: dict) -> None:
+        """Code that names code at run time (``eval``, ``globals()[k]``):
+        every function, class and constant of its module."""
+        self.add("dynamic", globals_.get("__name__"))
+        for name, member in sorted(globals_.items(), key=lambda item: item[0]):
+            if isinstance(member, (types.FunctionType, type)):
+                self.value(member)
+            elif _is_constant(member) and not name.startswith("__"):
+                self.add("namespace constant", (name, _plain(member)))
 
     def read(self, name: str, target):
         """A global (or a module's attribute) the code reads; returns it when
@@ -301,7 +397,7 @@ class _Fingerprint:
         if isinstance(target, types.ModuleType):
             if is_library_module(target.__name__):
                 self.library(target.__name__)
-                return None
+                return target if target.__name__ == "importlib" else None
             self.add("user module", target.__name__)
             return target
         if isinstance(target, (types.FunctionType, type)):
@@ -313,33 +409,61 @@ class _Fingerprint:
             self.value(target)
         return None
 
-    def imported(self, name: str, globals_: dict) -> None:
-        """``import x`` inside a function: x counts by version or source."""
+    def imported(self, name, level, names, globals_: dict) -> None:
+        """``import x`` or ``from .x import y`` inside a function: a library
+        by version, a user module by all it defines (imported now if the
+        function has not run yet), and so each submodule named."""
+        level = level if isinstance(level, int) else 0
         try:
-            resolved = importlib.util.resolve_name(name, globals_.get("__package__"))
-        except (ImportError, ValueError):
-            resolved = name
-        module = sys.modules.get(resolved)
-        if module is not None:
-            path = getattr(module, "__file__", None)
-        else:
-            try:
-                spec = importlib.util.find_spec(resolved)
-            except (ImportError, ValueError):
-                spec = None
-            path = spec.origin if spec is not None else None
-        if path is not None and path.startswith(_LIBRARY_PATHS):
-            self.add("library", (resolved.split(".")[0], _library_version(resolved)))
-        else:
-            self.add("imported", (resolved, _file_digest(path)))
+            package = globals_.get("__package__") or None
+            absolute = importlib.util.resolve_name("." * level + (name or ""), package)
+        except (ImportError, ValueError, TypeError):
+            self.add("unresolved import", (name, level))
+            return
+        targets = [absolute]
+        if isinstance(names, tuple):
+            targets += [f"{absolute}.{item}" for item in names if item != "*"]
+        for target in targets:
+            module = sys.modules.get(target)
+            if module is None:
+                try:
+                    spec = importlib.util.find_spec(target)
+                except (ImportError, ValueError, AttributeError):
+                    spec = None
+                if spec is None:
+                    continue  # ``from pkg import function``: not a module
+                if spec.origin and _is_library_path(spec.origin):
+                    self.library(target)
+                    continue
+                try:
+                    module = importlib.import_module(target)
+                except Exception:
+                    self.add("unimportable", (target, _file_digest(spec.origin)))
+                    continue
+            self.module(module)
 
     def data(self, tag: str, name: str, value) -> None:
         """The content of a value code reads: exact, not its repr (which
         elides long arrays and shows objects by address)."""
         if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
             self.add(tag, (name, _plain(value)))
-        else:
-            self.add(tag, (name, value_digest(value, is_library_module)))
+            return
+        digest = self._digests.get(id(value))
+        if digest is None:  # a big global read by many functions: hashed once
+            digest = value_digest(value, is_library_module)
+            self._digests[id(value)] = digest
+            self._keep.append(value)
+        self.add(tag, (name, digest))
+
+
+def _is_constant(value) -> bool:
+    """Numbers, text, and tuples or frozensets of them: what a module's
+    settings look like. Walking a whole module keys these by value."""
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+        return True
+    if isinstance(value, (tuple, frozenset)):
+        return all(_is_constant(item) for item in value)
+    return isinstance(value, np.generic)
 
 
 def _plain(value) -> str:

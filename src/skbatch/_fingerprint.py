@@ -146,6 +146,8 @@ def _add(digest: _Digest, obj) -> None:
             _add_array(digest, series.is_null().to_numpy())  # null is not NaN
             _add_array(digest, series.to_numpy())
     elif isinstance(obj, np.ndarray):
+        if type(obj) not in (np.ndarray, np.memmap):  # np.matrix multiplies
+            digest.part("array class", type(obj).__qualname__.encode())
         _add_array(digest, obj)
     elif isinstance(obj, (list, tuple)):
         digest.part(type(obj).__name__, str(len(obj)).encode())
@@ -187,6 +189,11 @@ def data_digest(*objs) -> str:
     for obj in objs:
         _add(digest, obj)
     return digest.hexdigest()
+
+
+#: Fitted attributes that hold a memory address, not a result: keyed, they
+#: would make every fit of a FrozenEstimator(CountVectorizer) miss.
+ADDRESS_ATTRIBUTES = frozenset({"_stop_words_id"})
 
 
 def value_digest(value, is_library) -> str:
@@ -233,6 +240,8 @@ def _state(value, is_library, depth=0):
             "set",
             sorted(data_digest(_state(v, is_library, depth + 1)) for v in value),
         )
+    if isinstance(value, types.MappingProxyType):
+        value = dict(value)
     if isinstance(value, dict):
         return (
             "dict",
@@ -244,15 +253,44 @@ def _state(value, is_library, depth=0):
     if type(value).__module__.split(".")[0] in ("pandas", "polars", "scipy"):
         return value  # tables and sparse matrices: hashed by content
     library = is_library(type(value).__module__)
-    if library:
+    if library and not has_params(value):
+        # A library object by its pickle, or (a lock, a thread, a file, a
+        # weak dict) by its type alone: its attributes are that process's.
         try:
             return ("pickled", pickle.dumps(value, protocol=5))
         except Exception:
-            pass
-    if hasattr(value, "__dict__"):
-        state = {k: _state(v, is_library, depth + 1) for k, v in vars(value).items()}
+            return f"<{type(value).__module__}.{type(value).__qualname__}>"
+    attributes = object_attributes(value)  # user objects, estimators
+    if attributes is not None:
+        state = {
+            k: _state(v, is_library, depth + 1)
+            for k, v in attributes.items()
+            if k not in ADDRESS_ATTRIBUTES
+        }
         return (type(value).__qualname__, state)
     try:
         return ("pickled", pickle.dumps(value, protocol=5))
     except Exception:  # a lock, a file: nothing to key but what it is
         return f"<{type(value).__module__}.{type(value).__qualname__}>"
+
+
+def has_params(value) -> bool:
+    try:
+        return callable(value.get_params)
+    except Exception:
+        return False
+
+
+def object_attributes(value) -> dict | None:
+    """An object's attributes, ``__slots__`` included; None if it has none."""
+    attributes = dict(getattr(value, "__dict__", None) or {})
+    for klass in type(value).__mro__:
+        for slot in getattr(klass, "__slots__", ()):
+            if isinstance(slot, str) and slot not in ("__dict__", "__weakref__"):
+                try:
+                    attributes[slot] = getattr(value, slot)
+                except Exception:  # an unset slot
+                    continue
+    if not attributes and not hasattr(value, "__dict__"):
+        return None
+    return attributes

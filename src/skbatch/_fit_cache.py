@@ -12,6 +12,7 @@ unwritable folder is reported once, not once per clone.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import re
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from skbatch._cache_store import EntryStore
 from skbatch._errors import CacheWarning, warn_at_caller
-from skbatch._fit_key import UnkeyableError, fit_key
+from skbatch._fit_key import RUN_ONLY_PARAMS, UnkeyableError, fit_key
 from skbatch._fit_warnings import call_recording_warnings, replay_warnings
 
 _STORES: dict[str, EntryStore] = {}
@@ -281,6 +282,38 @@ def _call(estimator, method, X, y, fit_params):
     return getattr(estimator, method)(*args, **fit_params)
 
 
+#: Parameter names that may differ between a hit and its entry: scikit-learn's
+#: run-only ones and skbatch's execution options. Any other parameter with
+#: such a name is in the key, so it is equal anyway.
+_RUN_ONLY_NAMES = RUN_ONLY_PARAMS | {
+    "batch_size",
+    "backend",
+    "progress",
+    "progress_bar_kwargs",
+}
+
+
+def _take_run_only_params(fitted, current) -> None:
+    """Give a model from the cache today's run-only parameters (``n_jobs``,
+    ``memory``, ...): they were left out of the key, so the stored ones may
+    be another run's."""
+    try:
+        now = current.get_params(deep=True)
+        stored = fitted.get_params(deep=True)
+    except Exception:
+        return
+    changed = {
+        name: value
+        for name, value in now.items()
+        if name.rsplit("__", 1)[-1] in _RUN_ONLY_NAMES
+        and name in stored
+        and stored[name] is not value
+    }
+    if changed:
+        with contextlib.suppress(Exception):  # FrozenEstimator refuses
+            fitted.set_params(**changed)
+
+
 def fit_with_cache(
     cache: FitCache | None, estimator, method, X, y, fit_params, verbose=0
 ):
@@ -317,7 +350,9 @@ def fit_with_cache(
                 f"{entry['fit_seconds']:.2f} s); {cache.stats()}"
             )
         replay_warnings(entry["warnings"])  # what the fit said, said again
-        return entry["estimator"], entry["output"], True, key
+        fitted = entry["estimator"]
+        _take_run_only_params(fitted, estimator)
+        return fitted, entry["output"], True, key
     store.count("misses")
     started = time.perf_counter()
     output, recorded = call_recording_warnings(

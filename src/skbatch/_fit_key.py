@@ -28,10 +28,15 @@ import numpy as np
 import sklearn
 
 from skbatch._code_fingerprint import code_fingerprint, is_library_module
-from skbatch._fingerprint import data_digest
+from skbatch._fingerprint import (
+    ADDRESS_ATTRIBUTES,
+    data_digest,
+    has_params,
+    object_attributes,
+)
 
 #: Bumped when what a key covers changes, so old entries are never matched.
-KEY_FORMAT = "skbatch-fit-key-3"
+KEY_FORMAT = "skbatch-fit-key-4"
 
 #: Parameters that say how to run a fit, not what it computes.
 RUN_ONLY_PARAMS = frozenset({"n_jobs", "verbose", "memory", "pre_dispatch"})
@@ -41,6 +46,7 @@ _RESULT_SETTINGS = (
     "assume_finite",
     "array_api_dispatch",
     "enable_metadata_routing",
+    "skip_parameter_validation",
     "sparse_interface",
     "transform_output",
 )
@@ -84,18 +90,22 @@ def _describe(value, where: str, depth: int = 0):
         return value
     if isinstance(value, type):  # before estimators: a class has get_params too
         return ("class", f"{value.__module__}.{value.__qualname__}")
-    if hasattr(value, "get_params") and hasattr(value, "fit"):
+    if has_params(value) and callable(getattr(value, "fit", None)):
         return _describe_estimator(value, where, depth)
     if isinstance(value, (list, tuple)):
         return (
             type(value).__name__,
             [_describe(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)],
         )
-    if isinstance(value, dict):
-        return {
-            repr(k): _describe(v, f"{where}[{k!r}]", depth + 1)
-            for k, v in value.items()
-        }
+    if isinstance(value, dict):  # keys by content too: reprs can collide
+        return (
+            "dict",
+            [
+                (_describe(k, f"{where} key", depth + 1),
+                 _describe(v, f"{where}[{k!r}]", depth + 1))
+                for k, v in value.items()
+            ],
+        )  # fmt: skip
     if isinstance(value, (set, frozenset)):  # iteration order follows the hash seed
         items = [_describe(v, where, depth + 1) for v in value]
         return ("set", sorted(items, key=data_digest))
@@ -192,8 +202,8 @@ def _describe_estimator(estimator, where: str, depth: int):
     # set_output and metadata request settings) may change the fit too.
     state = {
         name: _describe(value, f"{where}.{name}", depth + 1)
-        for name, value in vars(estimator).items()
-        if name not in params
+        for name, value in (object_attributes(estimator) or {}).items()
+        if name not in params and name not in ADDRESS_ATTRIBUTES
     }
     cls = type(estimator)
     return ("estimator", f"{cls.__module__}.{cls.__qualname__}", kept, state)
@@ -217,8 +227,16 @@ def fit_key(estimator, method: str, X, y=None, fit_params=None) -> str:
     """
     fit_params = fit_params or {}
     name = type(estimator).__name__
-    description = _describe(estimator, name)
-    parameters = _describe(fit_params, "the fit parameters")
+    try:
+        description = _describe(estimator, name)
+        parameters = _describe(fit_params, "the fit parameters")
+    except UnkeyableError:
+        raise
+    except Exception as exc:  # a __getattr__ that raises, a property that fails
+        raise UnkeyableError(
+            f"{name}'s parameters cannot be read to key the fit "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
     try:  # callables among the fit parameters run too
         code = code_fingerprint(estimator, fit_params)
     except Exception as exc:  # a class whose code cannot be walked

@@ -1,10 +1,9 @@
 """The warnings a fit raised, recorded on a cache miss and raised again on
 every hit, so that a cached fit says what a real one says.
 
-Recording keeps the caller's ``"error"`` filters active (code that catches
-a warning raised as an error takes the same path as uncached) and turns the
-other filters into ``"always"``, so that a warning shown or ignored before is
-still recorded. Replay goes through the caller's filters as they are then.
+Recording leaves the filters alone, so the fit runs exactly as it would
+uncached; it records the warnings the filters let through to be shown.
+Replay goes through the caller's filters as they are then.
 """
 
 from __future__ import annotations
@@ -54,14 +53,9 @@ def call_recording_warnings(call, *args):
                     shown_elsewhere(message, category, filename, lineno, file, line)
 
             warnings.showwarning = record
-            # Record every warning, even one shown before or ignored, but
-            # keep "error" filters: code that catches a warning raised as an
-            # error must take the same path as without the cache.
-            warnings.filters[:] = [
-                ("error" if f[0] == "error" else "always", *f[1:])
-                for f in warnings.filters
-            ] + [("always", None, Warning, None, 0)]
-            warnings._filters_mutated()
+            # The filters stay as they are: a fit that checks for warnings
+            # itself (catch_warnings, "error") must take the same path as
+            # without the cache. What the filters let through is recorded.
             output = call(*args)
     except BaseException:
         with contextlib.suppress(Exception):  # the fit's own error comes first
