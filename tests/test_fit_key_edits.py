@@ -349,3 +349,34 @@ def test_code_that_imports_by_computed_name_cannot_be_keyed():
     )
     with pytest.raises(UnkeyableError, match="computed name"):
         cell_key(body)
+
+
+def test_vars_of_self_does_not_key_the_whole_module():
+    body = (
+        "class Demo(TransformerMixin, BaseEstimator):\n"
+        "    def __init__(self, k=1): self.k = k\n"
+        "    def fit(self, X, y=None): self.params_ = dict(vars(self)); return self\n"
+        "EST = Demo()\n"
+    )
+    # START is never read by Demo: a timestamp that differs every run.
+    assert cell_key(body + "START = 1.5\n") == cell_key(body + "START = 2.5\n")
+
+
+def test_a_big_list_global_is_hashed_not_walked(monkeypatch):
+    from skbatch import _code_fingerprint
+
+    walked = []
+    real = _code_fingerprint._Fingerprint.value
+
+    def counting(self, value, depth=0):
+        walked.append(type(value))
+        return real(self, value, depth)
+
+    monkeypatch.setattr(_code_fingerprint._Fingerprint, "value", counting)
+    body = (
+        "BIG = [float(i) for i in range(100_000)]\n"
+        "EST = FunctionTransformer(lambda X: X * len(BIG))"
+    )
+    first = cell_key(body)
+    assert walked.count(float) == 0  # the list's items are hashed, not walked
+    assert cell_key(body.replace("100_000", "99_999")) != first

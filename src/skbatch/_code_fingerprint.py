@@ -56,7 +56,10 @@ _LIBRARY_PATHS = _library_paths()
 #: dist-packages, a --user install, a --target folder).
 _LIBRARY_FOLDERS = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
 #: Builtins through which code reaches code it does not name.
-_DYNAMIC_BUILTINS = frozenset({"eval", "exec", "globals", "vars", "__import__"})
+#: (``vars`` is not one: inside a function it gives locals, or its argument's.)
+_DYNAMIC_BUILTINS = frozenset({"eval", "exec", "globals"})
+#: Values that hold no code: containers of them are not walked item by item.
+_SCALAR_TYPES = frozenset({bool, int, float, complex, str, bytes, type(None)})
 _MAX_DEPTH = 60
 _NATIVE_SUFFIXES = (".so", ".pyd", ".dylib")
 _GLOBAL_LOADS = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
@@ -196,11 +199,13 @@ class _Fingerprint:
         elif isinstance(value, (list, tuple, set, frozenset)):
             if self._first_visit(value):
                 for item in value:
-                    self.value(item, depth + 1)
+                    if type(item) not in _SCALAR_TYPES:  # a million floats: fast
+                        self.value(item, depth + 1)
         elif isinstance(value, (dict, types.MappingProxyType)):
             if self._first_visit(value):
                 for item in value.values():
-                    self.value(item, depth + 1)
+                    if type(item) not in _SCALAR_TYPES:
+                        self.value(item, depth + 1)
                 self.value(getattr(value, "default_factory", None), depth + 1)
         elif isinstance(value, functools.partial):
             if self._first_visit(value):

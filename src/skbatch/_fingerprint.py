@@ -234,6 +234,8 @@ def _state(value, is_library, depth=0):
             _state(value.__self__, is_library, depth + 1),
         )
     if isinstance(value, (list, tuple)):
+        if value and type(value[0]) in _SCALARS and _is_uniform(value):
+            return (type(value).__name__, value)  # hashed as one array: fast
         return (type(value).__name__, [_state(v, is_library, depth + 1) for v in value])
     if isinstance(value, (set, frozenset)):
         return (
