@@ -389,3 +389,23 @@ class FitCountingScaler(TransformerMixin, BaseEstimator):
     def transform(self, X):
         FIT_COUNTS.record("scaler transforms")
         return np.asarray(X, dtype=float) - self.mean_
+
+
+class LockHoldingTransformer(TransformerMixin, BaseEstimator):
+    """Squares of rows, in pure Python (so it holds the GIL), and a lock
+    among its fitted attributes: it cannot be sent to worker processes."""
+
+    def fit(self, X, y=None):
+        self.lock_ = threading.Lock()
+        self.n_features_in_ = np.asarray(X).shape[1]
+        return self
+
+    work = 40  # pure-Python passes per row: long enough for worker processes
+
+    def transform(self, X):
+        out = []
+        for row in np.asarray(X).tolist():
+            for _ in range(self.work):
+                total = sum(v * v for v in row)
+            out.append([total])
+        return np.array(out)

@@ -12,6 +12,7 @@ def test_public_names():
         "CallReport",
         "FitCache",
         "SerialFallbackWarning",
+        "UnshippableModelError",
         "__version__",
         "batch_process",
         "forget_measurements",

@@ -1,7 +1,11 @@
 """skbatch: batch inference for scikit-learn, in parallel, with progress."""
 
 from skbatch._caching import CachedEstimator, make_cached_pipeline
-from skbatch._errors import CacheWarning, SerialFallbackWarning
+from skbatch._errors import (
+    CacheWarning,
+    SerialFallbackWarning,
+    UnshippableModelError,
+)
 from skbatch._fit_cache import CacheStats, FitCache
 from skbatch._plan import CallReport
 from skbatch._pool import start_workers
@@ -20,6 +24,7 @@ __all__ = [
     "CallReport",
     "FitCache",
     "SerialFallbackWarning",
+    "UnshippableModelError",
     "__version__",
     "batch_process",
     "forget_measurements",

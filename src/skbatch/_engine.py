@@ -46,7 +46,11 @@ from sklearn import get_config
 from skbatch import _profiles
 from skbatch._batching import chunk_rows_for, plan_batches
 from skbatch._concat import check_rows, concat_parts, head_rows, tail_agrees
-from skbatch._errors import NotRowWiseError, SerialFallbackWarning
+from skbatch._errors import (
+    NotRowWiseError,
+    SerialFallbackWarning,
+    UnshippableModelError,
+)
 from skbatch._indexing import (
     copy_rows,
     first_nonfinite_row,
@@ -76,6 +80,7 @@ from skbatch._schedule import (
     run_in_caller,
     run_in_threads,
 )
+from skbatch._shipping import unshippable_error, why_unshippable
 from skbatch._threadlimits import idle_cpu_seconds, inner_threads
 from skbatch._worker import (
     MemmapRows,
@@ -278,8 +283,9 @@ def _run(
                 call, X_rows, n, kind, n_workers, batch_size, monitor.reporter,
                 record,
             )  # fmt: skip
-        except (TerminatedWorkerError, MemoryError):
-            raise  # a worker died or memory ran out: one bigger call won't help
+        except (TerminatedWorkerError, MemoryError, UnshippableModelError):
+            raise  # a worker died, memory ran out, the model cannot be sent:
+            # one bigger call would not help
         except Exception as exc:
             if not call.repeatable:
                 raise  # a plain function's rows are never computed twice
@@ -361,6 +367,8 @@ class _Plan:
     position: int
     probe_stop: int
     probe_pending: bool = False
+    #: The path was asked for (``backend=``), not chosen by skbatch.
+    asked: bool = False
 
 
 _PATH_OF_KIND = {"threads": "threads", "processes": "processes"}
@@ -400,6 +408,7 @@ def _run_measured(call, X_rows, n, kind, n_workers, batch_size, report, record):
             record.reasons.append("all rows done while measuring")
             return _joined(call, outputs, [])
         _profiles.remember(call.model, call.method, X_rows, n_workers, profile)
+    plan.asked = kind != "auto"
     return _execute(
         plan, profile, call, X_rows, n, n_workers, batch_size, outputs, report,
         record, clock,
@@ -630,7 +639,7 @@ def _execute(
     elif plan.path == "processes":
         worker_warnings, cold = _run_processes(
             call, X_rows, cursor, outputs, report, record, n_workers, inner, config,
-            plan.probe_stop, caller_first,
+            plan.probe_stop, caller_first, plan.asked,
         )  # fmt: skip
     else:
         record.path, record.inner_threads = "in-process", None
@@ -666,7 +675,7 @@ class _PhaseClock:
 
 def _run_processes(
     call, X_rows, cursor, outputs, report, record, n_workers, inner, config,
-    probe_stop, caller_first,
+    probe_stop, caller_first, asked,
 ):  # fmt: skip
     """The rows from the cursor on, in worker processes and the calling
     thread (which first runs ``caller_first``, if given). Returns the warnings
@@ -675,11 +684,15 @@ def _run_processes(
     try:
         ref = publish_model(call.model)
     except Exception as exc:
+        why = why_unshippable(call.model)
+        if asked:  # processes were asked for: say so, and what is in the way
+            raise unshippable_error(call.label, why) from exc
         record.path = "in-process"
         record.reasons.append(
-            f"the model cannot be sent to worker processes "
-            f"({type(exc).__name__}: {exc}): calling thread alone"
+            f"the model cannot be sent to worker processes ({why}): calling "
+            "thread alone"
         )
+
         if caller_first is not None:
             caller_first()
         run_in_caller(call, X_rows, cursor, outputs, report, record)
@@ -755,8 +768,13 @@ def _run_joblib(call, X_rows, n, parallel, cross_process, batch_size, monitor, r
         f"joblib backend {backend_name}: {len(batches)} batches of <= "
         f"{batches[0].n_rows} rows"
     )
-    shipped = MethodCall(SharedModel(call.model), call.method, call.params, label)
+    shared = SharedModel(call.model)
+    shipped = MethodCall(shared, call.method, call.params, label)
     if cross_process:
+        try:  # serialized once, now: every task reuses these bytes
+            shared.__reduce__()
+        except Exception as exc:
+            raise unshippable_error(label, why_unshippable(call.model)) from exc
         copy = "never" if is_readonly_array(X_rows) else "readonly"
         record.model_pickles += 1
     else:

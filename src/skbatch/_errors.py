@@ -62,3 +62,17 @@ def warn_at_caller(warning: Warning) -> None:
     while frame is not None and frame.f_code.co_filename.startswith(folders):
         frame, level = frame.f_back, level + 1
     warnings.warn(warning, stacklevel=level)
+
+
+class UnshippableModelError(TypeError):
+    """A model asked to run in worker processes cannot be sent to them.
+
+    Raised before any worker takes a row, naming the step or attribute that
+    cannot be pickled (a lock, an open file, a connection).
+
+    Examples
+    --------
+    >>> from skbatch import UnshippableModelError
+    >>> issubclass(UnshippableModelError, TypeError)
+    True
+    """

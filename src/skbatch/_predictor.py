@@ -118,7 +118,10 @@ class BatchedPredictor(WrapsEstimatorMixin, MetaEstimatorMixin, SkbatchEstimator
         ``None`` lets skbatch choose, per call, between the calling thread
         alone, threads and worker processes, from measurements on the first
         rows (see the Notes). ``"threading"``, ``"loky"`` (processes) or
-        ``"sequential"`` force that choice; any other joblib backend
+        ``"sequential"`` force that choice (a model that cannot be pickled
+        then raises :class:`UnshippableModelError` naming the attribute in
+        the way, where skbatch's own choice would run it in the calling
+        thread); any other joblib backend
         (``"multiprocessing"``, one registered with joblib) runs the batches
         through ``joblib.Parallel``. A surrounding
         :func:`joblib.parallel_config` that sets a backend counts as asking
