@@ -3,6 +3,7 @@ leave nothing running behind them."""
 
 import multiprocessing
 import os
+import signal
 import threading
 from typing import ClassVar
 
@@ -217,9 +218,16 @@ def test_killed_worker_process_closes_bars_and_the_next_call_works(
     batched = BatchedPredictor(
         FrozenEstimator(model), n_jobs=2, backend="loky", progress="workers"
     )
-    with pytest.raises(Exception) as info:
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    from skbatch import WorkerDiedError
+
+    with pytest.raises(WorkerDiedError) as info:
         batched.predict(X)
-    assert "terminated" in str(info.value).lower() or "broken" in repr(info.value)
+    assert isinstance(info.value, TerminatedWorkerError)  # old handlers work
+    message = str(info.value)
+    assert "a worker process died while rows [" in message
+    assert "exit codes: {EXIT(1)}" in message and "os._exit" in message
     assert bars and all(bar.closed for bar in bars)
     assert bars[0].n < len(X)
     assert not _listeners()
@@ -332,3 +340,25 @@ def test_notebook_bars_are_widgets_left_in_place(monkeypatch):
     assert all(bar.leave and bar.closed for bar in NotebookBar.made)
     assert [bar.n for bar in NotebookBar.made] == [10, 6, 4]
     assert written == []  # widgets stay; no text lines are added
+
+
+class _KilledForMemory(_Suicidal):
+    """Sends itself SIGKILL, as the out-of-memory killer would."""
+
+    def predict(self, X):
+        if os.getpid() != self.parent and (np.asarray(X)[:, 0] == self.trigger).any():
+            os.kill(os.getpid(), signal.SIGKILL)
+        return SleepyRegressor.predict(self, X)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="no SIGKILL here")
+def test_a_worker_killed_by_sigkill_gets_the_memory_hint(processes_take_rows):
+    from skbatch import WorkerDiedError
+
+    X, _ = _sleepy()
+    model = _KilledForMemory(parent=os.getpid()).fit(X)
+    batched = BatchedPredictor(FrozenEstimator(model), n_jobs=2, backend="loky")
+    with pytest.raises(WorkerDiedError, match=r"SIGKILL.*memory.*batch_size or n_jobs"):
+        batched.predict(X)
+    model.trigger = -1.0
+    assert_array_equal(batched.predict(X), X[:, 0])  # fresh workers

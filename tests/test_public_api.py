@@ -13,6 +13,7 @@ def test_public_names():
         "FitCache",
         "SerialFallbackWarning",
         "UnshippableModelError",
+        "WorkerDiedError",
         "__version__",
         "batch_process",
         "forget_measurements",

@@ -5,6 +5,7 @@ from skbatch._errors import (
     CacheWarning,
     SerialFallbackWarning,
     UnshippableModelError,
+    WorkerDiedError,
 )
 from skbatch._fit_cache import CacheStats, FitCache
 from skbatch._plan import CallReport
@@ -25,6 +26,7 @@ __all__ = [
     "FitCache",
     "SerialFallbackWarning",
     "UnshippableModelError",
+    "WorkerDiedError",
     "__version__",
     "batch_process",
     "forget_measurements",

@@ -76,3 +76,27 @@ class UnshippableModelError(TypeError):
     >>> issubclass(UnshippableModelError, TypeError)
     True
     """
+
+
+def _terminated_worker_error():
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    return TerminatedWorkerError
+
+
+class WorkerDiedError(_terminated_worker_error()):
+    """A worker process died while computing rows (killed for memory, a
+    segmentation fault, ``os._exit``).
+
+    A subclass of loky's ``TerminatedWorkerError`` (what joblib raises), so
+    existing handlers still catch it. The message names the rows that were
+    being computed, the exit codes, and what they usually mean. The next call
+    starts fresh workers.
+
+    Examples
+    --------
+    >>> from joblib.externals.loky.process_executor import TerminatedWorkerError
+    >>> from skbatch import WorkerDiedError
+    >>> issubclass(WorkerDiedError, TerminatedWorkerError)
+    True
+    """

@@ -19,6 +19,7 @@ import contextlib
 import math
 import os
 import queue
+import re
 import tempfile
 import threading
 import time
@@ -28,6 +29,7 @@ from concurrent.futures import CancelledError
 from sklearn import config_context
 
 from skbatch._concat import check_rows, tail_agrees
+from skbatch._errors import WorkerDiedError
 from skbatch._indexing import num_rows, protected_rows, take_rows
 from skbatch._pool import pool_size
 from skbatch._threadlimits import limit_process_pools, limit_thread_openmp
@@ -155,6 +157,29 @@ def compute_chunk(call, X, lo, hi, outputs, report, record, worker):
     report(hi - lo, worker=reported_as)
 
 
+def worker_died(label, broken, rows_lost) -> WorkerDiedError:
+    """What to raise when the pool broke: which rows were with workers, the
+    exit codes loky saw, and what they usually mean."""
+    text = str(broken)
+    codes = re.search(r"exit codes of the workers are (\{[^}]*\})", text)
+    codes = codes.group(1) if codes else "unknown"
+    ranges = ", ".join(f"[{lo}, {hi})" for lo, hi in sorted(rows_lost)) or "none"
+    if "SIGKILL" in codes:
+        hint = (
+            "SIGKILL usually means the system ran out of memory and killed the "
+            "worker: lower batch_size or n_jobs"
+        )
+    elif "SIGSEGV" in codes or "SIGBUS" in codes:
+        hint = "a crash in native code (a C extension, BLAS) killed the worker"
+    else:
+        hint = "the worker exited (os._exit, sys.exit in a worker, a native abort)"
+    return WorkerDiedError(
+        f"{label}: a worker process died while rows {ranges} were with the "
+        f"workers (exit codes: {codes}); {hint}. The next call starts fresh "
+        "workers."
+    )
+
+
 def run_in_caller(call, X, cursor, outputs, report, record):
     """The calling thread works through the cursor alone."""
     while (claim := cursor.claim()) is not None:
@@ -254,6 +279,7 @@ class ProcessRun:
         self.failed = []  # (lo, hi, exception) a worker process raised
         self.row_errors = []  # (lo, exception) raised by the method on rows
         self.fatal = None  # a dead worker: the pool is broken
+        self.rows_lost = []  # the chunks with workers when the pool broke
         self.first_ready = None  # seconds until the first worker was ready
         self._completions = queue.SimpleQueue()
         self._pending = set()  # chunk futures not settled yet
@@ -345,6 +371,8 @@ class ProcessRun:
                 result = future.result()
             except BrokenProcessPool as exc:
                 self.fatal = exc
+                if lo is not None:
+                    self.rows_lost.append((lo, hi))
                 self._stop_feeding = True
                 self.cursor.close()
             except BaseException as exc:
@@ -481,7 +509,9 @@ class ProcessRun:
             if dispatcher.ident is not None:
                 dispatcher.join()
         if self.fatal is not None:
-            raise self.fatal
+            raise worker_died(self.call.label, self.fatal, self.rows_lost) from (
+                self.fatal
+            )
         if self.row_errors and not self.call.repeatable:
             # Rows of a plain function are not redone: its first error (in
             # row order, as a serial loop would meet it) is the call's.
