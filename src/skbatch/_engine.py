@@ -692,7 +692,6 @@ def _run_processes(
             f"the model cannot be sent to worker processes ({why}): calling "
             "thread alone"
         )
-
         if caller_first is not None:
             caller_first()
         run_in_caller(call, X_rows, cursor, outputs, report, record)

@@ -163,7 +163,8 @@ def worker_died(label, broken, rows_lost) -> WorkerDiedError:
     text = str(broken)
     codes = re.search(r"exit codes of the workers are (\{[^}]*\})", text)
     codes = codes.group(1) if codes else "unknown"
-    ranges = ", ".join(f"[{lo}, {hi})" for lo, hi in sorted(rows_lost)) or "none"
+    ranges = ", ".join(f"[{lo}, {hi})" for lo, hi in sorted(rows_lost))
+    when = f"while rows {ranges} were with the workers" if ranges else "on start"
     if "SIGKILL" in codes:
         hint = (
             "SIGKILL usually means the system ran out of memory and killed the "
@@ -174,9 +175,8 @@ def worker_died(label, broken, rows_lost) -> WorkerDiedError:
     else:
         hint = "the worker exited (os._exit, sys.exit in a worker, a native abort)"
     return WorkerDiedError(
-        f"{label}: a worker process died while rows {ranges} were with the "
-        f"workers (exit codes: {codes}); {hint}. The next call starts fresh "
-        "workers."
+        f"{label}: a worker process died {when} (exit codes: {codes}); "
+        f"{hint}. The next call starts fresh workers."
     )
 
 
