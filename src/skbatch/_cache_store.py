@@ -169,7 +169,7 @@ class EntryStore:
         except (FileNotFoundError, NotADirectoryError):
             return False, None
         except OSError as exc:
-            self._warn_once(
+            self.warn_once(
                 "location",
                 f"cache entry {path} could not be read ({exc.strerror or exc}); "
                 "fitting instead",
@@ -210,7 +210,7 @@ class EntryStore:
             payload = _dumps(value)
         except Exception as exc:
             self._unpicklable.add(key)
-            self._warn_once(
+            self.warn_once(
                 "unpicklable",
                 f"the fitted {_describe(value)} cannot be pickled "
                 f"({type(exc).__name__}: {exc}), so it is not cached; this "
@@ -222,7 +222,7 @@ class EntryStore:
         size = len(header) + len(payload)
         if max_bytes is not None and size > max_bytes:
             self._oversized.add(key)
-            self._warn_once(
+            self.warn_once(
                 "oversized",
                 f"the fitted {_describe(value)} takes {size:,} bytes, more "
                 f"than the cache's max_bytes ({max_bytes:,}), so it is not "
@@ -251,7 +251,7 @@ class EntryStore:
             if temporary is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(temporary)
-            self._warn_once(
+            self.warn_once(
                 "location",
                 f"the cache location {self.location} cannot be written "
                 f"({exc.strerror or exc}); fits are returned but not cached",
@@ -322,7 +322,7 @@ class EntryStore:
             self._oversized.clear()
         return len(entries)
 
-    def _warn_once(self, kind: str, message: str) -> None:
+    def warn_once(self, kind: str, message: str) -> None:
         """Said once per process and kind (an unusable folder, fits that
         cannot be pickled or are over the cap), not once per fit: a grid
         search makes hundreds."""

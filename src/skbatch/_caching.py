@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from sklearn.base import MetaEstimatorMixin, _fit_context, clone
+from sklearn.base import MetaEstimatorMixin, _fit_context
 from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import HasMethods
@@ -26,7 +26,7 @@ from skbatch._delegation import (
     fitted_attribute,
     route,
 )
-from skbatch._fit_cache import fit_with_cache, resolve_memory
+from skbatch._fit_cache import fit_into
 
 
 def _can_fit_transform(self):
@@ -160,15 +160,7 @@ class CachedEstimator(WrapsEstimatorMixin, MetaEstimatorMixin, SkbatchEstimator)
         self.verbose = verbose
 
     def _fit_cached(self, method, X, y, fit_params):
-        cache = resolve_memory(self.memory, type(self).__name__)
-        params = route(self, method, fit_params)
-        fitted, output, hit, key = fit_with_cache(
-            cache, clone(self.estimator), method, X, y, params, self.verbose
-        )
-        self.estimator_ = fitted
-        self.cache_hit_ = hit
-        self.cache_key_ = key
-        return output
+        return fit_into(self, method, X, y, route(self, method, fit_params))
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None, **fit_params):

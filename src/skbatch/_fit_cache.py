@@ -22,15 +22,15 @@ from dataclasses import dataclass
 from numbers import Integral, Real
 from pathlib import Path
 
+from sklearn.base import clone
+
 from skbatch._cache_store import EntryStore
-from skbatch._errors import CacheWarning, warn_at_caller
 from skbatch._fit_key import RUN_ONLY_PARAMS, UnkeyableError, fit_key
 from skbatch._fit_warnings import call_recording_warnings, replay_warnings
 
 _STORES: dict[str, EntryStore] = {}
 _SAVED_SECONDS: dict[str, float] = {}
 _STORES_LOCK = threading.Lock()
-_UNKEYABLE_REPORTED: set[str] = set()
 
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
@@ -335,9 +335,9 @@ def fit_with_cache(
     except UnkeyableError as exc:
         key, reason = None, str(exc)
     if key is None:  # fitted outside the except: its errors stand alone
-        if reason not in _UNKEYABLE_REPORTED:
-            _UNKEYABLE_REPORTED.add(reason)
-            warn_at_caller(CacheWarning(f"{name} is fitted without caching: {reason}."))
+        cache._store.warn_once(
+            f"unkeyable: {reason}", f"{name} is fitted without caching: {reason}."
+        )
         return estimator, _call(estimator, method, X, y, fit_params), False, None
     store = cache._store
     started = time.perf_counter()
@@ -371,3 +371,14 @@ def fit_with_cache(
             f"{'' if stored else ', not stored'}; {cache.stats()}"
         )
     return estimator, output, False, key
+
+
+def fit_into(owner, method, X, y, params):
+    """Fit a clone of ``owner.estimator`` with ``owner.memory`` and
+    ``owner.verbose`` (a skbatch meta-estimator), setting its ``estimator_``,
+    ``cache_hit_`` and ``cache_key_``; returns what ``method`` returned."""
+    cache = resolve_memory(owner.memory, type(owner).__name__)
+    owner.estimator_, output, owner.cache_hit_, owner.cache_key_ = fit_with_cache(
+        cache, clone(owner.estimator), method, X, y, params, owner.verbose
+    )
+    return output

@@ -18,7 +18,6 @@ from sklearn.base import (
     MetaEstimatorMixin,
     TransformerMixin,
     _fit_context,
-    clone,
 )
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
@@ -35,7 +34,7 @@ from skbatch._delegation import (
     route,
 )
 from skbatch._errors import SerialFallbackWarning
-from skbatch._fit_cache import fit_with_cache, resolve_memory
+from skbatch._fit_cache import fit_into
 from skbatch._indexing import num_rows
 from skbatch._plan import CallReport
 from skbatch._progress import single_call_bar
@@ -355,12 +354,7 @@ class BatchedPredictor(WrapsEstimatorMixin, MetaEstimatorMixin, SkbatchEstimator
         return self
 
     def _fit_cached(self, method, X, y, fit_params):
-        cache = resolve_memory(self.memory, type(self).__name__)
-        params = self._route("fit", fit_params)
-        self.estimator_, output, self.cache_hit_, self.cache_key_ = fit_with_cache(
-            cache, clone(self.estimator), method, X, y, params, self.verbose
-        )
-        return output
+        return fit_into(self, method, X, y, self._route("fit", fit_params))
 
     def _batched(self, method, X, params):
         bar_options = self._check_params()
