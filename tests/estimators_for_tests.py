@@ -409,3 +409,107 @@ class LockHoldingTransformer(TransformerMixin, BaseEstimator):
                 total = sum(v * v for v in row)
             out.append([total])
         return np.array(out)
+
+
+class FaultyTransformer(TransformerMixin, BaseEstimator):
+    """Returns its input, and misbehaves on chosen global rows.
+
+    Column 0 of the input holds each row's global index. When a call gets one
+    of ``rows``, it does ``fault``:
+
+    - ``"raise"``: ``ValueError("bad row <r>")``;
+    - ``"unpicklable"``: an exception holding a lock (it cannot travel);
+    - ``"kill"``: SIGKILL to its own process (as the out-of-memory killer);
+    - ``"exit"``: ``os._exit(3)``;
+    - ``"sleep"``: sleeps forever;
+    - ``"deaf"``: blocks SIGINT and SIGTERM, then sleeps forever;
+    - ``"warn"``: a ``RuntimeWarning`` (and returns normally).
+
+    ``in_workers_only`` fires faults only outside the process that fitted it,
+    so a kill never takes the caller down. With ``once_file``, the fault fires
+    once (the file marks it fired): a transient failure, for retries. Each
+    call sleeps ``seconds_per_call`` plus ``seconds_per_row`` per row and,
+    with ``log``, appends
+    ``"<pid> <first row> <rows> <start time> <end time>"`` to that file.
+    """
+
+    def __init__(
+        self,
+        fault="raise",
+        rows=(),
+        in_workers_only=False,
+        once_file=None,
+        seconds_per_call=0.0,
+        seconds_per_row=0.0,
+        log=None,
+    ):
+        self.fault = fault
+        self.rows = rows
+        self.in_workers_only = in_workers_only
+        self.once_file = once_file
+        self.seconds_per_call = seconds_per_call
+        self.seconds_per_row = seconds_per_row
+        self.log = log
+
+    def fit(self, X, y=None):
+        self.n_features_in_ = np.asarray(X).shape[1]
+        self.fitted_in_pid_ = os.getpid()
+        return self
+
+    def transform(self, X):
+        import time
+
+        X = np.asarray(X)
+        started = time.time()
+        if self.seconds_per_call or self.seconds_per_row:
+            time.sleep(self.seconds_per_call + self.seconds_per_row * len(X))
+        hit = np.isin(np.asarray(self.rows, dtype=float), X[:, 0])
+        if hit.any() and self._fires():
+            self._misbehave(int(np.asarray(self.rows)[hit][0]))
+        if self.log:
+            with open(self.log, "a") as f:
+                f.write(
+                    f"{os.getpid()} {int(X[0, 0])} {len(X)} "
+                    f"{started!r} {time.time()!r}\n"
+                )
+        return X.copy()
+
+    def _fires(self) -> bool:
+        if self.in_workers_only and os.getpid() == self.fitted_in_pid_:
+            return False
+        if self.once_file is not None:
+            try:
+                open(self.once_file, "x").close()
+            except FileExistsError:
+                return False
+        return True
+
+    def _misbehave(self, row):
+        import signal
+        import threading
+        import time
+        import warnings
+
+        if self.fault == "raise":
+            raise ValueError(f"bad row {row}")
+        if self.fault == "unpicklable":
+            raise LockedError(f"bad row {row}", threading.Lock())
+        if self.fault == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if self.fault == "exit":
+            os._exit(3)
+        if self.fault == "deaf":
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        if self.fault in ("sleep", "deaf"):
+            while True:
+                time.sleep(3600)
+        if self.fault == "warn":
+            warnings.warn(f"odd row {row}", RuntimeWarning, stacklevel=2)
+
+
+class LockedError(Exception):
+    """An exception holding a lock: it cannot be pickled at all."""
+
+    def __init__(self, message, lock):
+        super().__init__(message)
+        self.lock = lock

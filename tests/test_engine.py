@@ -696,11 +696,11 @@ def test_no_chunk_after_the_probe_gets_more_than_batch_size_rows(backend):
     ).fit(X)
     assert_array_equal(batched.predict(X), X[:, 0])
     # Sizes seen in this process (worker processes have their own list): the
-    # row-wise check (the probe's last 31 rows, then the input's last 31,
-    # then the first 64 rows) whatever the batch size, then chunks of at
-    # most batch_size rows.
-    tail, probe, *chunks = SizeRecorder.sizes
-    assert (tail, probe) == (62, 64)
+    # first 64 rows, then the row-wise check (the probe's last 31 rows and the
+    # input's last 31) whatever the batch size, then chunks of at most
+    # batch_size rows.
+    probe, tail, *chunks = SizeRecorder.sizes
+    assert (probe, tail) == (64, 62)
     assert all(size <= 50 for size in chunks)
 
 

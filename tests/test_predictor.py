@@ -247,12 +247,13 @@ def test_error_in_a_worker_is_the_estimators_own(iris, backend):
     assert str(got.value) == str(serial.value)
 
 
-def test_aggregated_error_message_matches_serial():
-    # OneHotEncoder lists every unknown category of the whole input; a batch
-    # alone would list only its own.
+def test_aggregated_error_message_in_the_first_rows_matches_serial():
+    # OneHotEncoder lists every unknown category of the whole input. When the
+    # first rows (the probe) fail, one call on the whole input raises exactly
+    # the serial error.
     train = np.array([["a"], ["b"]] * 50, dtype=object)
     X = np.array([["a"]] * 300, dtype=object)
-    X[100, 0], X[250, 0] = "zz", "yy"
+    X[10, 0], X[250, 0] = "zz", "yy"
     encoder = OneHotEncoder().fit(train)
     with pytest.raises(ValueError) as serial:
         encoder.transform(X)
@@ -260,6 +261,28 @@ def test_aggregated_error_message_matches_serial():
     with pytest.raises(ValueError) as got:
         batched.transform(X)
     assert str(got.value) == str(serial.value)
+    assert "whole input" in " ".join(got.value.__notes__)
+
+
+@pytest.mark.parametrize("backend", ["threading", "loky"])
+def test_later_failure_is_the_first_failing_batchs_own_error(backend):
+    # Past the first rows, the call stops at the first failing batch: its
+    # error names that batch's unknown categories, and a note says where.
+    train = np.array([["a"], ["b"]] * 50, dtype=object)
+    X = np.array([["a"]] * 300, dtype=object)
+    X[100, 0], X[250, 0] = "zz", "yy"
+    encoder = OneHotEncoder().fit(train)
+    with pytest.raises(ValueError) as serial:
+        encoder.transform(X[64:124])
+    batched = BatchedTransformer(
+        FrozenEstimator(encoder), n_jobs=2, batch_size=60, backend=backend
+    )
+    with pytest.raises(ValueError) as got:
+        batched.transform(X)
+    assert str(got.value) == str(serial.value)
+    assert got.value.__notes__ == [
+        "skbatch: raised by OneHotEncoder.transform on batch 1, rows [64, 124) of 300"
+    ]
 
 
 @pytest.mark.parametrize("backend", ["loky", "multiprocessing"])
@@ -275,7 +298,9 @@ def test_exception_that_cannot_be_pickled_does_not_hang(iris, backend):
     )
     with pytest.raises(RowError) as got:
         batched.predict(X)
-    assert got.value.row == 500
+    # The batch's own error (its row 12), with a note saying where it starts.
+    assert got.value.row == 12
+    assert "rows [488, 541) of 600" in got.value.__notes__[0]
 
 
 def test_methods_that_are_not_row_wise_run_as_one_call(iris):

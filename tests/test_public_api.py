@@ -4,6 +4,7 @@ import skbatch
 def test_public_names():
     assert sorted(skbatch.__all__) == skbatch.__all__
     assert skbatch.__all__ == [
+        "BatchTimeoutError",
         "BatchedPredictor",
         "BatchedTransformer",
         "CacheStats",
@@ -14,6 +15,7 @@ def test_public_names():
         "SerialFallbackWarning",
         "UnshippableModelError",
         "WorkerDiedError",
+        "WorkerError",
         "__version__",
         "batch_process",
         "forget_measurements",

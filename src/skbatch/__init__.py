@@ -2,10 +2,12 @@
 
 from skbatch._caching import CachedEstimator, make_cached_pipeline
 from skbatch._errors import (
+    BatchTimeoutError,
     CacheWarning,
     SerialFallbackWarning,
     UnshippableModelError,
     WorkerDiedError,
+    WorkerError,
 )
 from skbatch._fit_cache import CacheStats, FitCache
 from skbatch._plan import CallReport
@@ -17,6 +19,7 @@ from skbatch._profiles import forget_measurements
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "BatchTimeoutError",
     "BatchedPredictor",
     "BatchedTransformer",
     "CacheStats",
@@ -27,6 +30,7 @@ __all__ = [
     "SerialFallbackWarning",
     "UnshippableModelError",
     "WorkerDiedError",
+    "WorkerError",
     "__version__",
     "batch_process",
     "forget_measurements",

@@ -45,11 +45,21 @@ from sklearn import get_config
 
 from skbatch import _profiles
 from skbatch._batching import chunk_rows_for, plan_batches
-from skbatch._concat import check_rows, concat_parts, head_rows, tail_agrees
+from skbatch._concat import concat_parts, head_rows, tail_agrees
 from skbatch._errors import (
+    BatchTimeoutError,
     NotRowWiseError,
     SerialFallbackWarning,
     UnshippableModelError,
+)
+from skbatch._failures import (
+    NOTE_PREFIX,
+    THREAD_LEFT,
+    BatchFailed,
+    WritesIntoInput,
+    add_note,
+    note_batch,
+    timeout_error,
 )
 from skbatch._indexing import (
     copy_rows,
@@ -82,11 +92,12 @@ from skbatch._schedule import (
 )
 from skbatch._shipping import unshippable_error, why_unshippable
 from skbatch._threadlimits import idle_cpu_seconds, inner_threads
+from skbatch._timeouts import BatchOverran, run_within
 from skbatch._worker import (
     MemmapRows,
     MethodCall,
+    ModelNotLoadedError,
     SharedModel,
-    add_note,
     pack_filters,
     reissue_warnings,
     run_batch,
@@ -183,6 +194,8 @@ def run(
     record=None,
     bar_options=None,
     repeatable=True,
+    timeout=None,
+    max_retries=0,
 ):
     """Return ``getattr(model, method)(X, **params)``, computed in batches.
 
@@ -214,10 +227,15 @@ def run(
         and of worker processes, one whole-input call after a failure).
         False for plain functions, which may have side effects: each row is
         computed exactly once and errors are raised as they are.
+    timeout : float or None
+        Seconds one batch may run, from when it starts in its worker.
+    max_retries : int
+        Times a failed batch runs again before its failure is raised.
     """
     started = time.perf_counter()
     label = label or f"{type(model).__name__}.{method}"
     call = MethodCall(model, method, params, label, repeatable)
+    call.timeout, call.max_retries = timeout, max_retries
     n = num_rows(X)
     if record is None:
         record = CallReport(label, n)
@@ -226,7 +244,7 @@ def run(
         if not n:
             # None (not splittable) or 0 rows: the estimator decides, serially.
             record.reasons.append("input not split into rows: one plain call")
-            return call(X)
+            return _plain_call(call, X, record)
         # A plain function's batch_size is a promise about its calls.
         fits = call.repeatable or batch_size is None or batch_size >= n
         if n < 2 * PROBE_ROWS and fits:
@@ -234,9 +252,9 @@ def run(
             # workers allowed do not matter, so are not even resolved).
             record.reasons.append(f"under {2 * PROBE_ROWS} rows: one plain call")
             if progress is None:
-                return call(X)
+                return _plain_call(call, X, record)
             with single_call_bar(n, call.label, bar_options) as done:
-                result = call(X)
+                result = _plain_call(call, X, record)
                 done()
             return result
         kind, n_workers = resolve_workers(n_jobs, backend)
@@ -251,12 +269,35 @@ def run(
             print(record.summary())
 
 
+def _plain_call(call, X, record):
+    """The estimator's own call on the whole input (the user's rows, not a
+    copy), within the call's timeout and retries."""
+    n = record.n_rows or 0
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            return run_within(call.timeout, lambda: call(X))
+        except BatchOverran:
+            error = timeout_error(
+                call.label, 0, 0, n, n, call.timeout, "the calling thread",
+                THREAD_LEFT,
+            )  # fmt: skip
+        except Exception as exc:
+            error = exc
+        if attempts > call.max_retries:
+            if attempts > 1:
+                note_batch(error, call.label, 0, 0, n, n, attempts)
+            raise error
+        record.retries += 1
+
+
 def _run(
     call, X, n, kind, n_workers, backend, batch_size, progress, record, bar_options
 ):  # fmt: skip
     if progress is None and n_workers == 1 and batch_size is None:
         record.reasons.append("one worker: one plain call")
-        return call(X)
+        return _plain_call(call, X, record)
 
     X_rows = make_sliceable(X)
     parallel, cross_process = None, False
@@ -264,6 +305,7 @@ def _run(
         with _backend_context(backend):
             parallel = Parallel(n_jobs=n_workers)
         cross_process = not _uses_threads(parallel)
+    failure = None
     with ProgressMonitor(
         n,
         mode=progress,
@@ -283,24 +325,48 @@ def _run(
                 call, X_rows, n, kind, n_workers, batch_size, monitor.reporter,
                 record,
             )  # fmt: skip
+        except BatchFailed as failed:
+            if (
+                failed.lo == 0
+                and call.repeatable
+                and not isinstance(failed.error, BatchTimeoutError)
+            ):
+                # The first rows failed, before any worker started: most bad
+                # input does this. One call on the whole input then raises the
+                # estimator's error exactly (its message may show the data,
+                # or list every bad value), at the cost of that one call.
+                reason = (
+                    f"the first rows raised {type(failed.error).__name__}: "
+                    f"{failed.error}"
+                )
+            else:
+                failure = failed  # raised below, outside this handler
         except (TerminatedWorkerError, MemoryError, UnshippableModelError):
             raise  # a worker died, memory ran out, the model cannot be sent:
             # one bigger call would not help
         except Exception as exc:
+            # The method is not row-wise, writes into its input, cannot load
+            # in workers: batching cannot reproduce it, one call can.
             if not call.repeatable:
                 raise  # a plain function's rows are never computed twice
-            if isinstance(exc, NotRowWiseError):
+            if isinstance(exc, (NotRowWiseError, WritesIntoInput)):
                 reason = str(exc)
             else:
                 reason = f"{type(exc).__name__}: {exc}"
-        record.path = "whole-input fallback"
-        record.reasons.append(f"one call on the whole input instead: {reason}")
-        try:
-            result = call(X)
-        except Exception as exc:
-            add_note(exc, "(skbatch: raised by one call on the whole input)")
-            raise
-        monitor.finish()
+        if failure is None:
+            record.path = "whole-input fallback"
+            record.reasons.append(f"one call on the whole input instead: {reason}")
+            try:
+                result = _plain_call(call, X, record)
+            except Exception as exc:
+                add_note(exc, f"{NOTE_PREFIX} raised by one call on the whole input")
+                raise
+            monitor.finish()
+    if failure is not None:
+        record.reasons.append(
+            f"rows {failure.lo}:{failure.hi} raised {type(failure.error).__name__}"
+        )
+        raise failure.error
     warnings.warn(
         SerialFallbackWarning(
             f"{call.label} ran as one call on the whole input, not in batches: "
@@ -337,22 +403,22 @@ def _probe(call, X_rows, n, n_workers, report, record, outputs=None, batch_size=
 
     Returns ``(probe_stop, output, seconds)``: where the probe ended, its
     output (also added to ``outputs``, if given), and how long its call took.
+    The probe is batch 0: its failure is raised as :class:`BatchFailed`.
     """
     probe_stop = _probe_stop(n, n_workers, X_rows, batch_size, call.repeatable)
     checked = probe_stop < n and call.repeatable
-    tail = _run_tail(call, X_rows, probe_stop, n) if checked else None
-    rows = copy_rows(X_rows, 0, probe_stop)
-    report.took(probe_stop)
+    kept = outputs if outputs is not None else Outputs()
     started = time.perf_counter()
-    first = call(rows)
+    # On a copy: the row-wise check computes some of these rows again, and a
+    # method writing into its input must not change the user's rows twice.
+    rows = copy_rows(X_rows, 0, probe_stop)
+    compute_chunk(call, rows, 0, probe_stop, kept, report, record, "caller")
     seconds = time.perf_counter() - started
-    check_rows(first, probe_stop, call.label)
-    if tail is not None:
-        _check_row_wise(call, X_rows, tail, first, probe_stop, call.label)
-    if outputs is not None:
-        outputs.add(0, first, probe_stop)
-    record.add_rows("caller", probe_stop)
-    report(probe_stop)
+    first = kept.get(0)
+    if checked:
+        tail = _run_tail(call, X_rows, probe_stop, n)
+        if tail is not None:
+            _check_row_wise(call, X_rows, tail, first, probe_stop, call.label)
     return probe_stop, first, seconds
 
 
@@ -378,7 +444,7 @@ def _run_measured(call, X_rows, n, kind, n_workers, batch_size, report, record):
     outputs = Outputs()
     clock = _PhaseClock(record)
     if n_workers == 1 or kind == "serial":
-        probe_stop, _, _ = _probe(
+        probe_stop, _, probe_seconds = _probe(
             call, X_rows, n, n_workers, report, record, outputs, batch_size
         )
         clock.lap("probe")
@@ -388,6 +454,9 @@ def _run_measured(call, X_rows, n, kind, n_workers, batch_size, report, record):
                 "one worker" if n_workers == 1 else "sequential backend asked for"
             )
             chunk = batch_size or chunk_rows_for(n - probe_stop, row_nbytes(X_rows))
+            if batch_size is not None and call.repeatable:
+                costs = Costs(0.0, probe_seconds / probe_stop)
+                call.sub_rows = _sub_rows(costs, X_rows, n, batch_size)
             cursor = RowCursor(probe_stop, n, n_workers=1, fixed_rows=chunk)
             run_in_caller(call, X_rows, cursor, outputs, report, record)
             clock.lap("rest")
@@ -625,6 +694,10 @@ def _execute(
             start, n, n_workers=n_workers, min_rows=smallest, max_rows=largest
         )
         record.chunk_rows = largest
+    if batch_size is not None and call.repeatable:
+        # A user's batch runs in calls of bounded time, so that an interrupt
+        # or a failure elsewhere stops it soon.
+        call.sub_rows = _sub_rows(plan.costs, X_rows, n, batch_size)
     inner = inner_threads(n_workers)
     config = get_config()
     worker_warnings, cold = [], False
@@ -729,6 +802,17 @@ def _run_processes(
     return run.warnings, cold
 
 
+def _sub_rows(costs, X_rows, n, batch_size):
+    """Rows per call inside a user's batch: at most :data:`MAX_CHUNK_SECONDS`
+    of serial work and :data:`MAX_WORKER_CHUNK_BYTES` of rows, or None when the
+    whole batch fits."""
+    rows = min(
+        costs.rows_for(MAX_CHUNK_SECONDS), _rows_within_bytes(X_rows, n), batch_size
+    )
+    rows = max(PROBE_ROWS, rows)
+    return None if rows >= batch_size else rows
+
+
 def _rows_within_bytes(X_rows, n) -> int:
     nbytes = row_nbytes(X_rows)
     if not nbytes:
@@ -783,19 +867,26 @@ def _run_joblib(call, X_rows, n, parallel, cross_process, batch_size, monitor, r
     config = get_config()
     filters = pack_filters() if cross_process else None
     monitor.waiting_for_workers()
-    outputs = parallel(
-        delayed(run_batch)(
-            config,
-            filters,
-            shipped,
-            take_rows(X_rows, b.start, b.stop),
-            b.start,
-            chunk_rows,
-            report,
-            copy,
+    shipped.timeout, shipped.max_retries = call.timeout, call.max_retries
+    try:
+        outputs = parallel(
+            delayed(run_batch)(
+                config,
+                filters,
+                shipped,
+                take_rows(X_rows, b.start, b.stop),
+                (i + 1, b.start, n),  # the probe was batch 0
+                chunk_rows,
+                report,
+                copy,
+            )
+            for i, b in enumerate(batches)
         )
-        for b in batches
-    )
+    except ModelNotLoadedError:
+        raise  # not the rows' failure: one call in the caller instead
+    except Exception as exc:
+        # joblib raises the first failure it meets, and stops the others.
+        raise BatchFailed(probe_stop, n, exc) from None
     worker_warnings = []
     for batch_parts, batch_rows, batch_warnings in outputs:
         parts += batch_parts
@@ -814,24 +905,35 @@ def _run_tail(call, X_rows, probe_stop, n):
     every call gives the same first rows whatever follows them, but not the
     same later rows. Rows from the input's end: a method using statistics of
     its input (a mean) gives other outputs with other rows around, even when
-    the first rows are all alike (padding, sorted data).
+    the first rows are all alike (padding, sorted data). If the input's last
+    rows fail (or run past the timeout), the probe's first rows stand in for
+    them: those rows fail in their own batch, in row order, like any other.
     """
     tail_rows = min(TAIL_ROWS, probe_stop - 1)
     if tail_rows < 2:
         return None
     start = probe_stop - tail_rows
-    rows = copy_rows(X_rows, start, probe_stop)
     extra = min(tail_rows, n - probe_stop)
-    if extra > 0:
+    try:
+        output = _tail_output(call, X_rows, start, probe_stop, n - extra, n)
+    except Exception:
+        extra = min(extra, start)
+        output = _tail_output(call, X_rows, start, probe_stop, 0, extra)
+    return start, tail_rows, output
+
+
+def _tail_output(call, X_rows, start, stop, extra_start, extra_stop):
+    rows = copy_rows(X_rows, start, stop)
+    if extra_stop > extra_start:
         rows = concat_parts(
-            [rows, copy_rows(X_rows, n - extra, n)], [tail_rows, extra],
-            per_output=False,
+            [rows, copy_rows(X_rows, extra_start, extra_stop)],
+            [stop - start, extra_stop - extra_start], per_output=False,
         )  # fmt: skip
     # Every row here is computed again for real (the tail in the probe, the
     # last rows in their chunk), warnings included: these would be repeats.
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
-        return start, tail_rows, call(rows)
+        return run_within(call.timeout, lambda: call(rows))
 
 
 def _check_row_wise(call, X_rows, tail, first, probe_stop, label):
@@ -864,5 +966,12 @@ def _try_first_nonfinite_row(call, X_rows, probe_stop):
     if not call.repeatable:
         return  # the row would be computed twice
     bad_row = first_nonfinite_row(X_rows)
-    if bad_row is not None and bad_row >= probe_stop:
-        call(copy_rows(X_rows, bad_row, bad_row + 1))
+    if bad_row is None or bad_row < probe_stop:
+        return
+    try:
+        run_within(call.timeout, lambda: call(copy_rows(X_rows, bad_row, bad_row + 1)))
+    except BatchOverran:
+        return  # the row's batch will time out, in its turn
+    except Exception as exc:
+        note_batch(exc, call.label, None, bad_row, bad_row + 1, num_rows(X_rows))
+        raise BatchFailed(bad_row, bad_row + 1, exc) from None

@@ -100,3 +100,62 @@ class WorkerDiedError(_terminated_worker_error()):
     >>> issubclass(WorkerDiedError, TerminatedWorkerError)
     True
     """
+
+
+class WorkerError(RuntimeError):
+    """An exception raised in a worker process that could not be sent back.
+
+    Some exceptions cannot be pickled (they hold a lock or a connection) or
+    rebuilt from their pickle (an ``__init__`` with extra required arguments).
+    skbatch then raises this instead, never a bare "failed to un-serialize":
+    the message holds the original type name, message and the worker's
+    traceback, also kept in the attributes below.
+
+    Attributes
+    ----------
+    type_name : str
+        Qualified name of the original exception's class.
+    message : str
+        ``str()`` of the original exception.
+    traceback_text : str
+        The original traceback, as formatted in the worker.
+
+    Examples
+    --------
+    >>> from skbatch import WorkerError
+    >>> error = WorkerError("KeyError", "'x'", "Traceback ...")
+    >>> print(error)  # doctest: +ELLIPSIS
+    KeyError: 'x' (this exception could not be sent back from a worker process...
+    >>> error.type_name
+    'KeyError'
+    """
+
+    def __init__(self, type_name, message, traceback_text):
+        super().__init__(type_name, message, traceback_text)
+        self.type_name = type_name
+        self.message = message
+        self.traceback_text = traceback_text
+
+    def __str__(self):
+        return (
+            f"{self.type_name}: {self.message} (this exception could not be sent "
+            "back from a worker process as it was; its traceback there "
+            f"follows)\n{self.traceback_text}"
+        )
+
+
+class BatchTimeoutError(TimeoutError):
+    """A batch ran longer than the ``timeout`` it was given.
+
+    The clock starts when the batch starts running in its worker (not when it
+    is queued, not while workers start). The message names the batch, its rows
+    and the limit. A worker process running it is terminated (the next call
+    starts fresh workers); a thread cannot be stopped, so it is left to end
+    in the background and whatever it computes is dropped.
+
+    Examples
+    --------
+    >>> from skbatch import BatchTimeoutError
+    >>> issubclass(BatchTimeoutError, TimeoutError)
+    True
+    """

@@ -27,6 +27,8 @@ from joblib.parallel import (
     get_active_backend,
 )
 
+from skbatch._failures import BatchNumbers
+
 _KIND_OF_BACKEND = {
     "loky": "processes",
     "threading": "threads",
@@ -153,6 +155,8 @@ class CallReport:
         input's own file: no copy) or ``"pickled"`` (each row sent once).
     seconds : float
         Wall time of the call.
+    retries : int
+        Batches run again after they failed (see ``max_retries``).
     phase_seconds : dict
         Wall time of each phase: ``"probe"``, ``"calibration"``, ``"rest"``
         (the other rows), ``"join"`` (joining the outputs). Phases a call
@@ -177,6 +181,11 @@ class CallReport:
     rows_transfer: str | None = None
     seconds: float = 0.0
     phase_seconds: dict = field(default_factory=dict)
+    retries: int = 0
+    #: The call's batches by start row, for error notes (see _failures).
+    batches: BatchNumbers = field(
+        default_factory=BatchNumbers, repr=False, compare=False
+    )
 
     def add_rows(self, worker: str, n_rows: int) -> None:
         self.rows_by_worker[worker] = self.rows_by_worker.get(worker, 0) + int(n_rows)

@@ -19,6 +19,7 @@ new digest, and is loaded afresh: workers never run a stale model.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import os
 import shutil
@@ -76,6 +77,47 @@ def _shutdown_pool():
     executor, _executor = _executor, None
     if executor is not None:
         executor.shutdown(wait=False, kill_workers=True)
+
+
+def kill_workers(wait: float = 1.0) -> None:
+    """Kill every worker process now, waiting up to ``wait`` seconds for them
+    to be gone; the next call starts a fresh pool. After an interrupt: a
+    worker inside a batch cannot be told to stop, and must not go on."""
+    global _executor
+    with _lock:
+        executor, _executor = _executor, None
+    if executor is None:
+        return
+    processes = list((getattr(executor, "_processes", None) or {}).values())
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.kill()
+    executor.shutdown(wait=False, kill_workers=True)
+    deadline = time.monotonic() + wait
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.join(max(0.0, deadline - time.monotonic()))
+
+
+def kill_worker(pid: int, wait: float = 1.0) -> None:
+    """Kill one worker process (its batch ran past its timeout), and wait up to
+    ``wait`` seconds for it to be gone, so the caller's error is raised once it
+    is. The pool then breaks; the next call starts a fresh one."""
+    import signal
+
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        return
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return
+        except (OSError, IndexError):
+            return  # gone (or no /proc to ask)
+        time.sleep(0.01)
 
 
 def _stop_at_exit(callback):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 import weakref
-from numbers import Integral
+from numbers import Integral, Real
 from typing import ClassVar
 
 import numpy as np
@@ -21,7 +21,7 @@ from sklearn.base import (
 )
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
-from sklearn.utils._param_validation import HasMethods, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils._set_output import _safe_set_output
 from sklearn.utils.metaestimators import available_if
 
@@ -126,6 +126,17 @@ class BatchedPredictor(WrapsEstimatorMixin, MetaEstimatorMixin, SkbatchEstimator
         :func:`joblib.parallel_config` that sets a backend counts as asking
         for it.
 
+    timeout : float, default=None
+        Seconds one batch may run, counted from when it starts in its worker
+        (not while it waits in a queue or workers start). A batch past it
+        raises :class:`BatchTimeoutError` naming the batch and its rows; a
+        worker process running it is killed. None: no limit.
+
+    max_retries : int, default=0
+        Times a failed batch (it raised, its worker process died, it ran past
+        ``timeout``) runs again before its failure is raised. Its rows count
+        once, in the output and on the bars.
+
     progress : bool or {"overall", "workers"}, default=False
         Draw a ``tqdm.auto`` progress bar counting completed rows: ``True`` or
         ``"overall"`` draws one bar, ``"workers"`` adds one bar per worker.
@@ -199,10 +210,14 @@ class BatchedPredictor(WrapsEstimatorMixin, MetaEstimatorMixin, SkbatchEstimator
     call with the same, unchanged model neither sends nor loads it again.
     :func:`skbatch.start_workers` starts them ahead of the first call.
 
-    When a batch fails, or the method is not row-wise, the estimator is called
-    once on the whole input instead: bad input raises exactly the error the
-    estimator raises on its own, and a method that cannot be batched returns
-    its own result (with a :class:`~skbatch.SerialFallbackWarning`).
+    When a batch raises, no batch starts after it and the error of the batch
+    on the lowest rows (the one a serial loop would meet first) is raised: the
+    estimator's own exception, with a note naming the batch and its rows. If
+    the first rows fail (most bad input does), the estimator is called once
+    on the whole input, so the error is exactly its own. A method that is not
+    row-wise is also called once on the whole input, and returns its own
+    result (with a :class:`~skbatch.SerialFallbackWarning`). The user guide's
+    page on failures shows every message.
 
     ``score`` predicts in batches, then applies accuracy (classifiers) or R²
     (regressors). Estimators with any other ``score`` are scored serially.
@@ -225,6 +240,8 @@ class BatchedPredictor(WrapsEstimatorMixin, MetaEstimatorMixin, SkbatchEstimator
         "n_jobs": [Integral, None],
         "batch_size": [Integral, None],
         "backend": [str, None],
+        "timeout": [Interval(Real, 0, None, closed="neither"), None],
+        "max_retries": [Interval(Integral, 0, None, closed="left")],
         "progress": ["boolean", StrOptions({"overall", "workers"})],
         "progress_bar_kwargs": [dict, None],
         "memory": "no_validation",  # resolve_memory says what is wrong
@@ -235,6 +252,8 @@ class BatchedPredictor(WrapsEstimatorMixin, MetaEstimatorMixin, SkbatchEstimator
         "n_jobs",
         "batch_size",
         "backend",
+        "timeout",
+        "max_retries",
         "progress",
         "progress_bar_kwargs",
         "memory",
@@ -248,6 +267,8 @@ class BatchedPredictor(WrapsEstimatorMixin, MetaEstimatorMixin, SkbatchEstimator
         n_jobs=None,
         batch_size=None,
         backend=None,
+        timeout=None,
+        max_retries=0,
         progress=False,
         progress_bar_kwargs=None,
         memory=None,
@@ -257,6 +278,8 @@ class BatchedPredictor(WrapsEstimatorMixin, MetaEstimatorMixin, SkbatchEstimator
         self.n_jobs = n_jobs
         self.batch_size = batch_size
         self.backend = backend
+        self.timeout = timeout
+        self.max_retries = max_retries
         self.progress = progress
         self.progress_bar_kwargs = progress_bar_kwargs
         self.memory = memory
@@ -276,6 +299,8 @@ class BatchedPredictor(WrapsEstimatorMixin, MetaEstimatorMixin, SkbatchEstimator
                     self.n_jobs,
                     self.batch_size,
                     self.backend,
+                    self.timeout,
+                    self.max_retries,
                     self.progress,
                     self.progress_bar_kwargs,
                     self.verbose,
@@ -285,7 +310,7 @@ class BatchedPredictor(WrapsEstimatorMixin, MetaEstimatorMixin, SkbatchEstimator
         if snapshot in _VALIDATED:
             return validate_bar_options(self.progress_bar_kwargs)
         self._validate_params()
-        for name in ("n_jobs", "batch_size"):
+        for name in ("n_jobs", "batch_size", "max_retries"):
             if isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(
                     f"{name} must be an int or None, got {getattr(self, name)!r}."
@@ -393,6 +418,8 @@ class BatchedPredictor(WrapsEstimatorMixin, MetaEstimatorMixin, SkbatchEstimator
             n_jobs=self.n_jobs,
             backend=self.backend,
             batch_size=self.batch_size,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
             progress=self._progress_mode(),
             verbose=self.verbose,
             label=f"{_display_name(estimator)}.{method}",
@@ -636,6 +663,12 @@ class BatchedTransformer(
     backend : str, default=None
         ``None`` lets skbatch choose threads, processes or the calling thread
         alone; see :class:`BatchedPredictor`.
+
+    timeout : float, default=None
+        Seconds one batch may run once started; see :class:`BatchedPredictor`.
+
+    max_retries : int, default=0
+        Times a failed batch runs again; see :class:`BatchedPredictor`.
 
     progress : bool or {"overall", "workers"}, default=False
         Draw ``tqdm.auto`` progress bars counting completed rows.

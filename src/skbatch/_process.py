@@ -20,6 +20,7 @@ import numpy as np
 
 from skbatch._concat import RowList
 from skbatch._engine import resolve_n_workers, run
+from skbatch._failures import check_failure_options
 from skbatch._indexing import is_pandas, is_polars, is_sparse, num_rows
 from skbatch._progress_display import validate_bar_options
 
@@ -131,6 +132,8 @@ def batch_process(
     progress_bar_kwargs=None,
     backend=None,
     batched=False,
+    timeout=None,
+    max_retries=0,
     verbose=0,
     **kwargs,
 ):
@@ -175,6 +178,14 @@ def batch_process(
         DataFrame), for vectorized functions. It must return one result per
         item; the results are joined into one container of the kind it
         returns (a list, an array, a DataFrame).
+    timeout : float, default=None
+        Seconds one chunk may run, from when it starts in its worker; past
+        it, :class:`BatchTimeoutError` (a worker process running it is
+        killed). None: no limit.
+    max_retries : int, default=0
+        Times a chunk that failed (raised, lost its worker process, ran past
+        ``timeout``) runs again. Only its successful run counts; items of a
+        failed attempt may have been processed (their side effects done).
     verbose : int, default=0
         Print what ran, and why, when > 0.
     **kwargs
@@ -190,10 +201,12 @@ def batch_process(
 
     Notes
     -----
-    No item is processed twice, so a function with side effects (writing
-    files, say) sees each item once. An exception raised by ``function``
-    reaches the caller as raised, with a note naming the items it was
-    processing; no new chunk starts after it.
+    No item is processed twice (unless ``max_retries`` runs a failed chunk
+    again), so a function with side effects (writing files, say) sees each
+    item once. An exception raised by ``function`` reaches the caller as
+    raised, with a note naming the chunk and its items; no new chunk starts
+    after it, and of several failing chunks the one on the lowest items is
+    reported, as a serial loop would.
 
     Examples
     --------
@@ -226,6 +239,7 @@ def batch_process(
         raise ValueError(
             f"batch_size must be a positive int or None; got {batch_size!r}."
         )
+    check_failure_options(timeout, max_retries)
     options = {
         "unit": "items",
         "desc": getattr(function, "__name__", None) or "batch_process",
@@ -250,5 +264,7 @@ def batch_process(
         verbose=verbose,
         label=f"batch_process({mapper.name})",
         repeatable=False,
+        timeout=None if timeout is None else float(timeout),
+        max_retries=int(max_retries),
     )
     return list(out) if isinstance(out, RowList) else out

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
+import glob
 import math
 import os
 import queue
@@ -30,13 +32,22 @@ from sklearn import config_context
 
 from skbatch._concat import check_rows, tail_agrees
 from skbatch._errors import WorkerDiedError
-from skbatch._indexing import num_rows, protected_rows, take_rows
-from skbatch._pool import pool_size
+from skbatch._failures import (
+    THREAD_LEFT,
+    BatchFailed,
+    WritesIntoInput,
+    lowest,
+    note_batch,
+    timeout_error,
+)
+from skbatch._indexing import copy_rows, num_rows, protected_rows, take_rows
+from skbatch._pool import get_executor, kill_worker, kill_workers, pool_size
 from skbatch._threadlimits import limit_process_pools, limit_thread_openmp
+from skbatch._timeouts import BatchOverran, run_within
 from skbatch._worker import (
     ChunkSkipped,
     ModelNotLoadedError,
-    add_note,
+    WorkerOverran,
     run_process_chunk,
     worker_ready,
 )
@@ -79,6 +90,8 @@ class RowCursor:
         self._max_rows = max_rows
         self._fixed_rows = fixed_rows
         self._closed = False
+        self._aborted = False
+        self._failed_row = None
         self._lock = threading.Lock()
 
     def claim(self):
@@ -101,9 +114,29 @@ class RowCursor:
             return lo, lo + size
 
     def close(self) -> None:
-        """Hand out nothing more (a worker failed, or the caller was stopped)."""
+        """Hand out nothing more."""
         with self._lock:
             self._closed = True
+
+    def fail_at(self, lo) -> None:
+        """The batch starting at ``lo`` failed: hand out nothing more, and
+        stop the batches above it (a serial loop would never reach them)."""
+        with self._lock:
+            self._closed = True
+            if self._failed_row is None or lo < self._failed_row:
+                self._failed_row = lo
+
+    def abort(self) -> None:
+        """Stop everything (an interrupt): no batch goes on."""
+        with self._lock:
+            self._closed = self._aborted = True
+
+    def stops(self, lo) -> bool:
+        """Whether the batch starting at ``lo`` should stop now."""
+        with self._lock:
+            return self._aborted or (
+                self._failed_row is not None and lo > self._failed_row
+            )
 
     @property
     def position(self) -> int:
@@ -142,29 +175,149 @@ class Outputs:
             )
 
 
-def compute_chunk(call, X, lo, hi, outputs, report, record, worker):
+class BatchStopped(Exception):
+    """A batch stopped before its end: the call was interrupted, or a batch
+    below it failed. Its rows are not done."""
+
+
+def compute_chunk(
+    call, X, lo, hi, outputs, report, record, worker, cursor=None, inner=None
+):  # fmt: skip
+    """Compute the batch of rows ``[lo, hi)`` and keep its output.
+
+    The batch runs in sub-chunks of ``call.sub_rows`` rows (all at once when
+    None) and stops between them when ``cursor`` says so (:class:`BatchStopped`).
+    With ``call.timeout`` it runs in a helper thread and fails past the limit.
+    A failed batch runs again up to ``call.max_retries`` times; its rows count
+    (in outputs, progress and ``record``) only once it succeeds. The failure
+    that remains is raised as :class:`BatchFailed`, noted with the batch.
+    """
     # The caller reports as itself, like its probe rows: one bar for it.
     reported_as = None if worker == "caller" else worker
+    record.batches.started(lo)
     report.took(hi - lo, worker=reported_as)
+    attempts = 0
+    while True:
+        attempts += 1
+        progress = _AttemptProgress(report, reported_as)
+        try:
+            parts = run_within(
+                call.timeout,
+                functools.partial(_batch_parts, call, X, lo, hi, progress, cursor),
+                inner,
+            )
+        except BatchStopped:
+            progress.cancel()
+            raise
+        except BatchOverran:
+            progress.cancel()
+            error = _thread_timeout(call, record, lo, hi, worker)
+        except Exception as exc:
+            if attempts > call.max_retries and cursor is not None:
+                cursor.fail_at(lo)  # first: no other batch may start now
+            progress.cancel()
+            if _wrote_into_protected_rows(call, X, lo, hi, exc):
+                raise WritesIntoInput(
+                    f"{call.label} writes into its input (it failed on "
+                    "read-only rows, and ran on a copy of them)"
+                ) from exc
+            error = exc
+        else:
+            for start, out, n_rows in parts:
+                outputs.add(start, out, n_rows)
+            record.add_rows(worker, hi - lo)
+            return
+        if attempts > call.max_retries or (cursor is not None and cursor.stops(lo)):
+            index = record.batches.index(lo)
+            note_batch(error, call.label, index, lo, hi, record.n_rows, attempts)
+            raise BatchFailed(lo, hi, error)
+        record.retries += 1
+
+
+def _batch_parts(call, X, lo, hi, progress, cursor):
+    step = call.sub_rows or hi - lo
+    parts = []
+    for start in range(lo, hi, step):
+        if cursor is not None and cursor.stops(lo):
+            raise BatchStopped(f"rows {lo}:{hi} stopped at row {start}")
+        stop = min(hi, start + step)
+        out = call(protected_rows(X, start, stop))
+        check_rows(out, stop - start, call.label)
+        parts.append((start, out, stop - start))
+        progress(stop - start)
+    return parts
+
+
+def _wrote_into_protected_rows(call, X, lo, hi, exc) -> bool:
+    """Whether ``exc`` came from writing into the read-only view that
+    :func:`protected_rows` gave: the rows then work on a copy."""
+    import numpy as np
+
+    if not (isinstance(X, np.ndarray) and X.flags.writeable):
+        return False
+    if "read-only" not in str(exc) and "readonly" not in str(exc):
+        return False
     try:
-        out = call(protected_rows(X, lo, hi))
-        check_rows(out, hi - lo, call.label)
-    except Exception as exc:
-        add_note(exc, f"(skbatch: raised by {call.label} on rows {lo}:{hi})")
-        raise
-    outputs.add(lo, out, hi - lo)
-    record.add_rows(worker, hi - lo)
-    report(hi - lo, worker=reported_as)
+        call(copy_rows(X, lo, min(hi, lo + (call.sub_rows or hi - lo))))
+    except Exception:
+        return False
+    return True
 
 
-def worker_died(label, broken, rows_lost) -> WorkerDiedError:
-    """What to raise when the pool broke: which rows were with workers, the
-    exit codes loky saw, and what they usually mean."""
+class _AttemptProgress:
+    """Progress of one attempt at a batch, taken back if the attempt fails (or
+    times out: a helper thread still running it then reports nothing more)."""
+
+    def __init__(self, report, worker):
+        self._report, self._worker = report, worker
+        self._done, self._live = 0, True
+        self._lock = threading.Lock()
+
+    def __call__(self, n_rows):
+        with self._lock:
+            if self._live:
+                self._done += n_rows
+                self._report(n_rows, worker=self._worker)
+
+    def cancel(self):
+        with self._lock:
+            self._live = False
+            if self._done:
+                self._report(-self._done, worker=self._worker)
+
+
+def _thread_timeout(call, record, lo, hi, worker):
+    where = "the calling thread" if worker == "caller" else f"worker {worker}"
+    return timeout_error(
+        call.label, record.batches.index(lo), lo, hi, record.n_rows, call.timeout,
+        where, THREAD_LEFT,
+    )  # fmt: skip
+
+
+def worker_died(label, broken, rows_lost, running=(), batch_of=None) -> WorkerDiedError:
+    """What to raise when the pool broke: the batch the dead worker was
+    running (``running``: ``(pid, lo, hi)`` read from its marker), the other
+    rows lost with the pool, the exit codes loky saw, and what they usually
+    mean. ``batch_of(lo)`` gives a batch's index."""
     text = str(broken)
     codes = re.search(r"exit codes of the workers are (\{[^}]*\})", text)
     codes = codes.group(1) if codes else "unknown"
-    ranges = ", ".join(f"[{lo}, {hi})" for lo, hi in sorted(rows_lost))
-    when = f"while rows {ranges} were with the workers" if ranges else "on start"
+    if running:
+        what = "; ".join(
+            f"process {pid} died running batch "
+            f"{batch_of(lo) if batch_of else '?'} (rows [{lo}, {hi}))"
+            for pid, lo, hi in running
+        )
+        others = sorted(set(rows_lost) - {(lo, hi) for _, lo, hi in running})
+        also = ", ".join(f"[{lo}, {hi})" for lo, hi in others)
+        when = what + (f"; rows {also} were with other workers" if also else "")
+    else:
+        ranges = ", ".join(f"[{lo}, {hi})" for lo, hi in sorted(rows_lost))
+        when = (
+            f"a worker process died while rows {ranges} were with the workers"
+            if ranges
+            else "a worker process died on start"
+        )
     if "SIGKILL" in codes:
         hint = (
             "SIGKILL usually means the system ran out of memory and killed the "
@@ -175,15 +328,26 @@ def worker_died(label, broken, rows_lost) -> WorkerDiedError:
     else:
         hint = "the worker exited (os._exit, sys.exit in a worker, a native abort)"
     return WorkerDiedError(
-        f"{label}: a worker process died {when} (exit codes: {codes}); "
-        f"{hint}. The next call starts fresh workers."
+        f"{label}: {when} (exit codes: {codes}); {hint}. Set max_retries to run "
+        "lost batches again; the next call starts fresh workers."
     )
 
 
-def run_in_caller(call, X, cursor, outputs, report, record):
+def run_in_caller(call, X, cursor, outputs, report, record, inner=None):
     """The calling thread works through the cursor alone."""
     while (claim := cursor.claim()) is not None:
-        compute_chunk(call, X, *claim, outputs, report, record, "caller")
+        compute_chunk(call, X, *claim, outputs, report, record, "caller", cursor, inner)
+
+
+#: After an interrupt, worker threads get this long (in all) to reach the end of
+#: their sub-chunk; a thread still inside a native call then ends on its own.
+INTERRUPT_JOIN_SECONDS = 1.0
+
+
+def _join(threads, seconds=None):
+    deadline = None if seconds is None else time.monotonic() + seconds
+    for thread in threads:
+        thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
 
 def run_in_threads(
@@ -192,24 +356,35 @@ def run_in_threads(
 ):  # fmt: skip
     """The calling thread and ``n_threads - 1`` worker threads share the cursor.
 
-    Every one of them runs with at most ``inner`` native threads. The first
-    exception stops the others (after their current chunk) and is raised.
+    Every one of them runs with at most ``inner`` native threads.
     ``caller_first``, if given, is what the calling thread does before it
     takes rows from the cursor (the probe, while the workers already work).
+    After a batch fails, no batch starts and those above it stop; the failure
+    on the lowest rows is raised once the others are over. An interrupt stops
+    every batch at its next sub-chunk.
     """
-    errors = []
+    failures, errors = [], []
 
     def work(name):
         try:
             with config_context(**config), limit_thread_openmp(inner):
                 while (claim := cursor.claim()) is not None:
-                    compute_chunk(call, X, *claim, outputs, report, record, name)
+                    compute_chunk(
+                        call, X, *claim, outputs, report, record, name, cursor, inner
+                    )
+        except BatchFailed as failed:
+            cursor.fail_at(failed.lo)
+            failures.append(failed)
+        except BatchStopped:
+            pass
         except BaseException as exc:
-            cursor.close()
+            cursor.abort()
             errors.append(exc)
 
     threads = [
-        threading.Thread(target=work, args=(f"thread-{i}",), daemon=True)
+        threading.Thread(
+            target=work, args=(f"thread-{i}",), name=f"skbatch-thread-{i}", daemon=True
+        )
         for i in range(1, n_threads)
     ]
     started = []
@@ -221,20 +396,46 @@ def run_in_threads(
                 started.append(thread)
             if caller_first is not None:
                 caller_first()
-            run_in_caller(call, X, cursor, outputs, report, record)
+            run_in_caller(call, X, cursor, outputs, report, record, inner)
+        except BatchFailed as failed:
+            cursor.fail_at(failed.lo)
+            failures.append(failed)
+        except BatchStopped:
+            pass
         except BaseException:
-            cursor.close()
+            cursor.abort()
+            _join(started, INTERRUPT_JOIN_SECONDS)
             raise
-        finally:
-            for thread in started:
-                thread.join()
+        try:
+            # Batches below a failure run to their end: one of them may fail
+            # too, and serially would have failed first.
+            _join(started)
+        except BaseException:
+            cursor.abort()
+            raise
     if errors:
         raise errors[0]
+    if failures:
+        raise lowest(failures)
 
 
 def _remove(path):
     with contextlib.suppress(OSError):
         os.remove(path)
+
+
+def _remove_markers(stop_file):
+    """Remove the markers workers wrote as they started batches."""
+    for path in glob.glob(glob.escape(stop_file) + ".run.*"):
+        _remove(path)
+
+
+def _alive(pid) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
 
 
 class ProcessRun:
@@ -243,8 +444,17 @@ class ProcessRun:
     A dispatcher thread keeps :data:`TASKS_PER_PROCESS` tasks queued per worker
     process: every finished task makes room for the next claim. The first
     tasks only load the model, so no rows wait in the queue of a worker that
-    is still starting. Rows a worker process failed on are computed by the
-    calling thread at the end: the estimator's own error then surfaces there.
+    is still starting.
+
+    Failures: rows a worker could not run (the model did not load there, its
+    outputs disagreed with the caller's) are computed by the calling thread at
+    the end. A batch that raised stops the call: no batch starts after it, the
+    batches above it stop (tasks read the stop file, which holds the lowest
+    failed row), the ones below finish, and the failure on the lowest rows is
+    raised. A batch past ``call.timeout`` has its worker process killed. A
+    dead worker breaks the pool: :class:`WorkerDiedError`, unless
+    ``call.max_retries`` lets its batches run again in a fresh pool. An
+    interrupt kills the workers.
     """
 
     def __init__(
@@ -266,8 +476,8 @@ class ProcessRun:
         self.probe_output = None
         self.caller_first = caller_first
         self.token = uuid.uuid4().hex
-        # Tasks already sent to a worker cannot be cancelled; they look for
-        # this file before they start (a stat per chunk).
+        # Tasks already sent to a worker cannot be cancelled; they read this
+        # file before they start and between sub-chunks (a stat each).
         self._stop_file = os.path.join(
             tempfile.gettempdir(), f"skbatch-stop-{self.token}"
         )
@@ -276,18 +486,22 @@ class ProcessRun:
         self._unverified = {}  # pid -> [(lo, hi, output, warnings)]
         self._check_lock = threading.Lock()
         self.warnings = []
-        self.failed = []  # (lo, hi, exception) a worker process raised
-        self.row_errors = []  # (lo, exception) raised by the method on rows
+        self.failed = []  # (lo, hi, exception): a worker could not run rows
+        self.redo = []  # (lo, hi) not run by a worker: the caller runs them
+        self.failures = []  # BatchFailed: rows that raised, or ran too long
         self.fatal = None  # a dead worker: the pool is broken
         self.rows_lost = []  # the chunks with workers when the pool broke
         self.first_ready = None  # seconds until the first worker was ready
+        self._attempts = {}  # start row -> attempts so far
+        self._killed = set()  # pids killed here (a batch past its timeout)
         self._completions = queue.SimpleQueue()
         self._pending = set()  # chunk futures not settled yet
-        self._in_flight = 0
+        self._in_flight = {}  # start row -> stop row, with a worker
         self._count_lock = threading.Lock()
         self._idle = threading.Event()
         self._stop_feeding = False
         self._caller_done = False
+        self._failed_row = None
 
     # -- dispatcher side
     def _submit_hello(self):
@@ -302,8 +516,12 @@ class ProcessRun:
             claim = None if self._stop_feeding else self.cursor.claim()
             if claim is None:
                 return
-            self._in_flight += 1
-        lo, hi = claim
+            self._in_flight[claim[0]] = claim[1]
+        self.record.batches.started(claim[0])
+        self._submit_chunk(*claim)
+
+    def _submit_chunk(self, lo, hi):
+        """Send rows ``[lo, hi)`` (already counted in flight) to a worker."""
         try:
             rows = (
                 self.memmap.rows(lo, hi) if self.memmap else take_rows(self.X, lo, hi)
@@ -319,43 +537,73 @@ class ProcessRun:
                 self.filters,
                 self.inner,
                 (self.token, self.probe_rows, self._stop_file),
+                (self.call.sub_rows, self.call.timeout),
             )
         except BaseException as exc:  # the pool broke: the caller does the rows
             self._stop_feeding = True
             self.failed.append((lo, hi, exc))
-            self._chunk_settled()
+            self.redo.append((lo, hi))
+            self._chunk_settled(lo)
             return
+        future.skbatch_lo = lo
         with self._count_lock:
             self._pending.add(future)
         future.add_done_callback(lambda f: self._completions.put((f, lo, hi)))
 
-    def _cancel_pending(self):
-        """Stop queued chunks from starting (after a failure or an interrupt:
-        no new chunk starts; the ones running finish)."""
-        self._stop_feeding = True
-        try:
-            open(self._stop_file, "x").close()
-        except OSError:
-            pass  # made already, or no temp dir: queued chunks will run
+    def _stop_at(self, row):
+        """No new batch; tasks above ``row`` (all, if -1) stop (after a
+        failure or an interrupt)."""
         with self._count_lock:
+            self._stop_feeding = True
+            if self._failed_row is not None and row >= self._failed_row:
+                return
+            self._failed_row = row
             pending = list(self._pending)
+        partial = f"{self._stop_file}.{row}.part"
+        try:
+            with open(partial, "w") as f:
+                f.write(str(row))
+            os.replace(partial, self._stop_file)
+        except OSError:
+            pass  # no temp dir: queued chunks will run, and be dropped
         for future in pending:
-            future.cancel()
+            if row < 0 or future.skbatch_lo > row:
+                future.cancel()
 
-    def _chunk_settled(self):
+    def _chunk_settled(self, lo):
         with self._count_lock:
-            self._in_flight -= 1
+            self._in_flight.pop(lo, None)
             self._wake_caller_if_done()
 
     def _wake_caller_if_done(self):
-        # Under _count_lock. Rows still with workers are waited for; a worker
-        # still starting (its first task only loads the model) is not.
+        # Under _count_lock. Rows still with workers are waited for (after a
+        # failure, only those below it); a worker still starting (its first
+        # task only loads the model) is not.
+        if self._failed_row is not None:
+            waiting = any(lo < self._failed_row for lo in self._in_flight)
+        else:
+            waiting = bool(self._in_flight)
         if (
-            self._in_flight == 0
+            not waiting
             and self._caller_done
             and (self.cursor.exhausted or self._stop_feeding)
         ):
             self._idle.set()
+
+    def _retry(self, lo, hi, charged=True) -> bool:
+        """Send ``[lo, hi)`` to a worker again if ``call.max_retries`` allows
+        (``charged``: this attempt counts); a broken pool is replaced first."""
+        if charged:
+            attempts = self._attempts.get(lo, 1)
+            if attempts > self.call.max_retries:
+                return False
+            self._attempts[lo] = attempts + 1
+        if self._failed_row is not None and lo > self._failed_row:
+            return False
+        self.record.retries += int(charged)
+        self.executor = get_executor(self.n_processes)
+        self._submit_chunk(lo, hi)
+        return True
 
     def _dispatch(self, started):
         from joblib.externals.loky.process_executor import BrokenProcessPool
@@ -370,24 +618,31 @@ class ProcessRun:
             try:
                 result = future.result()
             except BrokenProcessPool as exc:
-                self.fatal = exc
+                if self._broken(exc, lo, hi):
+                    continue  # sent again: still in flight
+            except WorkerOverran as exc:
+                if self._overran(exc.pid, lo, hi):
+                    continue
+            except (ModelNotLoadedError, ChunkSkipped, CancelledError) as exc:
+                # None of the rows ran: the caller does them if they count.
                 if lo is not None:
-                    self.rows_lost.append((lo, hi))
-                self._stop_feeding = True
-                self.cursor.close()
+                    self.redo.append((lo, hi))
+                if isinstance(exc, ModelNotLoadedError) or lo is None:
+                    # Workers may all fail the same way: no more rows to them.
+                    self.failed.append((lo, hi, exc))
+                    self._stop_feeding = True
+                    with self._count_lock:
+                        self._wake_caller_if_done()
             except BaseException as exc:
-                # Failed rows go back to the caller; stop sending more rows to
-                # workers that may all fail the same way (a model that does
-                # not load there, say).
-                self.failed.append((lo, hi, exc))
-                ran = not isinstance(
-                    exc, (ModelNotLoadedError, ChunkSkipped, CancelledError)
-                )
-                if lo is not None and ran:
-                    self.row_errors.append((lo, exc))  # the rows ran, and raised
-                self._cancel_pending()
-                with self._count_lock:
-                    self._wake_caller_if_done()
+                if lo is None:  # a worker failed while starting
+                    self.failed.append((lo, hi, exc))
+                    self._stop_feeding = True
+                    with self._count_lock:
+                        self._wake_caller_if_done()
+                elif not self._retry(lo, hi):
+                    self._failure(lo, hi, exc)
+                else:
+                    continue  # still in flight
             else:
                 if lo is None:
                     pid, loaded = result
@@ -399,7 +654,49 @@ class ProcessRun:
                 self.record.model_loads += int(loaded)
                 self._feed()
             if lo is not None:
-                self._chunk_settled()
+                self._chunk_settled(lo)
+
+    def _failure(self, lo, hi, exc):
+        attempts = self._attempts.get(lo, 1)
+        index = self.record.batches.index(lo)
+        note_batch(exc, self.call.label, index, lo, hi, self.record.n_rows, attempts)
+        self.failures.append(BatchFailed(lo, hi, exc))
+        self.cursor.fail_at(lo)
+        self._stop_at(lo)
+
+    def _overran(self, pid, lo, hi) -> bool:
+        """A worker process's batch ran past the timeout: kill the worker.
+        Returns whether the batch was sent again."""
+        self._killed.add(pid)
+        kill_worker(pid)
+        if self._retry(lo, hi):
+            return True
+        error = timeout_error(
+            self.call.label, self.record.batches.index(lo), lo, hi,
+            self.record.n_rows, self.call.timeout, f"worker process {pid}",
+            "the worker process was killed (the next call starts fresh workers)",
+        )  # fmt: skip
+        self._failure(lo, hi, error)
+        return False
+
+    def _broken(self, exc, lo, hi) -> bool:
+        """The pool broke: a worker died, or was killed here for a timeout.
+        Returns whether the batch was sent again."""
+        if lo is None:
+            return False
+        if self._killed:
+            # Lost with the worker killed here: not a failure of these rows.
+            if self._retry(lo, hi, charged=False):
+                return True
+            self.redo.append((lo, hi))
+            return False
+        if self._retry(lo, hi):
+            return True
+        self.fatal = exc
+        self.rows_lost.append((lo, hi))
+        self._stop_feeding = True
+        self.cursor.close()
+        return False
 
     def _settle_rows(self, pid, lo, hi, out, caught, probe_out):
         """Keep a worker's rows if it is trusted, redo them if not, or hold
@@ -439,12 +736,14 @@ class ProcessRun:
 
     def _keep_or_redo(self, trusted, pid, lo, hi, out, caught):
         if trusted:
-            self.outputs.add(lo, out, hi - lo)
+            for start, part, n_rows in out:
+                self.outputs.add(start, part, n_rows)
             self.record.add_rows(f"process-{pid}", hi - lo)
             self.report(hi - lo, worker=f"process-{pid}")
             self.warnings += caught
         else:
             self.failed.append((lo, hi, self.distrust_reason))
+            self.redo.append((lo, hi))
             self._stop_feeding = True
 
     def _caller_probe_done(self):
@@ -478,49 +777,90 @@ class ProcessRun:
                 self._stop_feeding = True
                 self.failed.append((None, None, exc))
             with limit_process_pools(self.inner):
-                if self.caller_first is not None:
-                    self.caller_first()
-                self._caller_probe_done()
-                if CALLER_TAKES_ROWS:
-                    run_in_caller(
-                        self.call, self.X, self.cursor, self.outputs, self.report,
-                        self.record,
-                    )  # fmt: skip
+                self._caller_rows(first=True)
                 with self._count_lock:
                     self._caller_done = True
                     self._wake_caller_if_done()
                 self._idle.wait()
-                # Rows left when workers stopped taking them (they failed).
-                run_in_caller(
-                    self.call, self.X, self.cursor, self.outputs, self.report,
-                    self.record,
-                )  # fmt: skip
-        except BaseException:
-            self.cursor.close()
-            self._cancel_pending()
-            # Chunks still queued with workers start later and must find the
-            # stop file: it goes when this process exits.
+                if not self.failures:
+                    # Rows left when workers stopped taking them (they failed).
+                    self._caller_rows(first=False)
+        except BaseException as exc:
+            self.cursor.abort()
+            self._stop_at(-1)
+            if not isinstance(exc, Exception):
+                kill_workers()  # an interrupt: nothing may go on computing
             atexit.register(_remove, self._stop_file)
+            atexit.register(_remove_markers, self._stop_file)
             raise
-        else:
-            _remove(self._stop_file)  # every chunk has settled
         finally:
             self._completions.put(None)
             if dispatcher.ident is not None:
                 dispatcher.join()
+        if self.failures or self.fatal is not None:
+            # Tasks still with workers may start later and must find the
+            # stop file: it goes when this process exits.
+            atexit.register(_remove, self._stop_file)
+            atexit.register(_remove_markers, self._stop_file)
+        else:
+            _remove(self._stop_file)  # every chunk has settled
+        running = self._running_on_dead_workers()
+        _remove_markers(self._stop_file)
         if self.fatal is not None:
-            raise worker_died(self.call.label, self.fatal, self.rows_lost) from (
-                self.fatal
-            )
-        if self.row_errors and not self.call.repeatable:
-            # Rows of a plain function are not redone: its first error (in
-            # row order, as a serial loop would meet it) is the call's.
-            raise min(self.row_errors, key=lambda error: error[0])[1]
-        for lo, hi, _ in self.failed:
-            if lo is not None:
-                with limit_process_pools(self.inner):
+            raise worker_died(
+                self.call.label, self.fatal, self.rows_lost, running,
+                self.record.batches.index,
+            ) from self.fatal  # fmt: skip
+        first_failure = lowest(self.failures)
+        with limit_process_pools(self.inner):
+            # Rows no worker ran: below a failure they may fail first (a
+            # serial loop meets them before it); with no failure, they count.
+            for lo, hi in sorted(set(self.redo)):
+                if first_failure is None or lo < first_failure.lo:
                     compute_chunk(
                         self.call, self.X, lo, hi, self.outputs, self.report,
-                        self.record, "caller",
+                        self.record, "caller", None, self.inner,
                     )  # fmt: skip
+        if first_failure is not None:
+            raise first_failure
         return self
+
+    def _running_on_dead_workers(self):
+        """``(pid, lo, hi)`` for each worker that is gone, from the marker it
+        wrote when it started its last batch (none when the pool is fine)."""
+        if self.fatal is None:
+            return []
+        found = []
+        for path in glob.glob(glob.escape(self._stop_file) + ".run.*"):
+            pid = int(path.rsplit(".", 1)[1])
+            if _alive(pid):
+                continue
+            try:
+                with open(path) as f:
+                    lo, hi = (int(part) for part in f.read().split())
+            except (OSError, ValueError):
+                continue
+            if (lo, hi) in self.rows_lost:
+                found.append((pid, lo, hi))
+        return sorted(found, key=lambda item: item[1])
+
+    def _caller_rows(self, first):
+        """The calling thread's share: the probe (first time), then rows from
+        the cursor. Its failure is the call's like a worker's."""
+        try:
+            if first:
+                if self.caller_first is not None:
+                    self.caller_first()
+                self._caller_probe_done()
+                if not CALLER_TAKES_ROWS:
+                    return
+            run_in_caller(
+                self.call, self.X, self.cursor, self.outputs, self.report,
+                self.record, self.inner,
+            )  # fmt: skip
+        except BatchFailed as failed:
+            self.failures.append(failed)
+            self.cursor.fail_at(failed.lo)
+            self._stop_at(failed.lo)
+        except BatchStopped:
+            pass

@@ -9,6 +9,7 @@ garbled error (the caller then calls the estimator itself, see ``_engine``).
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import sys
@@ -22,7 +23,10 @@ from sklearn import config_context
 
 from skbatch._batching import iter_chunks
 from skbatch._concat import check_rows
+from skbatch._errors import WorkerError
+from skbatch._failures import add_note, note_batch, timeout_error
 from skbatch._indexing import copy_rows, is_readonly_array, num_rows, take_rows
+from skbatch._timeouts import BatchOverran, run_within
 
 try:  # joblib >= 1.6 depends on cloudpickle; older releases vendor it
     import cloudpickle
@@ -30,8 +34,17 @@ except ImportError:  # pragma: no cover
     from joblib.externals import cloudpickle
 
 
-class WorkerError(RuntimeError):
-    """A worker's exception that could not be sent back as it was."""
+class _RowsNotRun(RuntimeError):
+    """A task ran none of its rows (see the subclasses)."""
+
+
+class WorkerOverran(Exception):
+    """A worker process's batch ran past its timeout; ``pid`` is the worker,
+    which the caller kills (the batch goes on in a thread there)."""
+
+    def __init__(self, pid):
+        super().__init__(pid)
+        self.pid = pid
 
 
 # ----------------------------------------------------------------- the model
@@ -57,11 +70,11 @@ def _restore_model(token: str, data: bytes):
     return model
 
 
-class ChunkSkipped(WorkerError):
+class ChunkSkipped(_RowsNotRun):
     """A task found its call stopped; none of its rows ran."""
 
 
-class ModelNotLoadedError(WorkerError):
+class ModelNotLoadedError(_RowsNotRun):
     """A worker process could not load the model; none of the task's rows ran."""
 
 
@@ -72,7 +85,7 @@ class _UnloadableModel:
         self.error = _travelling(exc)
 
     def __getattr__(self, name):
-        raise WorkerError(
+        raise ModelNotLoadedError(
             f"the model could not be loaded in a worker process: {self.error}"
         )
 
@@ -113,6 +126,12 @@ class MethodCall:
         #: For list outputs as long as their rows: whether they hold one array
         #: per output (learned on the probe; None: not known).
         self.per_output = None
+        #: Seconds a batch may run (None: no limit), times a failed batch runs
+        #: again, and rows per call within a batch (None: the whole batch):
+        #: set by the engine for the call.
+        self.timeout = None
+        self.max_retries = 0
+        self.sub_rows = None
 
     def __call__(self, X_rows):
         model = self.model.model if isinstance(self.model, SharedModel) else self.model
@@ -254,9 +273,22 @@ class MemmapRows:
 _CHECKED_CALL: list = [None]  # the call whose probe rows this worker ran
 
 
+def _stopped(stop_file, lo) -> bool:
+    """Whether the call's stop file says the task starting at ``lo`` stops:
+    it holds the lowest failed row (-1: every task stops)."""
+    if stop_file is None or not os.path.exists(stop_file):
+        return False
+    try:
+        with open(stop_file) as f:
+            row = int(f.read() or -1)
+    except (OSError, ValueError):
+        row = -1
+    return row < 0 or lo > row
+
+
 def run_process_chunk(
-    ref, call_spec, rows, start, stop, config, filters_blob, inner, check
-):
+    ref, call_spec, rows, start, stop, config, filters_blob, inner, check, limits
+):  # fmt: skip
     """Worker-process entry point for rows ``[start, stop)`` of the user's input.
 
     ``call_spec`` is ``(method, params, label)``; ``rows`` the rows themselves
@@ -266,15 +298,20 @@ def run_process_chunk(
     call in this worker also runs the probe rows, whose output the caller
     compares with its own (a model reading module state set at run time,
     which a worker process imports afresh, gives different outputs). A task
-    that finds the stop file (the call failed or was interrupted meanwhile)
-    computes nothing and raises :class:`ChunkSkipped`. Returns ``(pid,
-    loaded, output, warnings, probe output or None)``.
+    that finds the stop file says it must stop (the call failed below it, or
+    was interrupted) computes nothing more and raises :class:`ChunkSkipped`.
+    ``limits`` is ``(sub_rows, timeout)``: rows per call of the method (None:
+    all at once) and seconds the task may run (None: no limit; past it,
+    :class:`WorkerOverran`). Returns ``(pid, loaded, output, warnings, probe
+    output or None)``, the output being ``[(start row, part, rows)]``.
     """
-    if check[2] is not None and os.path.exists(check[2]):
+    stop_file = check[2]
+    if _stopped(stop_file, start):
         raise ChunkSkipped(f"rows {start}:{stop} not started: the call stopped")
     from skbatch._threadlimits import limit_process_pools
 
     method, params, label = call_spec
+    sub_rows, timeout = limits
     try:
         model, loaded = load_model(ref)
     except Exception as exc:
@@ -283,6 +320,37 @@ def run_process_chunk(
             f"the model could not be loaded in a worker process: "
             f"{type(exc).__name__}: {exc}"
         ) from None
+    if loaded and _stopped(stop_file, start):  # loading took a while
+        raise ChunkSkipped(f"rows {start}:{stop} not started: the call stopped")
+    if stop_file is not None:
+        # Says which batch this worker runs, should it die in it.
+        try:
+            with open(f"{stop_file}.run.{os.getpid()}", "w") as f:
+                f.write(f"{start} {stop}")
+        except OSError:
+            pass
+
+    def compute(X):
+        n_rows = stop - start
+        step = sub_rows or n_rows
+        parts = []
+        for lo in range(0, n_rows, step):
+            if lo and _stopped(stop_file, start):
+                raise ChunkSkipped(f"rows {start}:{stop} stopped at {start + lo}")
+            hi = min(n_rows, lo + step)
+            sub = X if step >= n_rows else take_rows(X, lo, hi)
+            try:
+                out = getattr(model, method)(sub, **params)
+            except Exception as exc:
+                # Rows mapped from the user's file are read-only; a method
+                # that writes into its input gets a copy, as with joblib.
+                if not is_readonly_array(sub) or "read-only" not in str(exc):
+                    raise
+                out = getattr(model, method)(sub.copy(), **params)
+            check_rows(out, hi - lo, label)
+            parts.append((start + lo, out, hi - lo))
+        return parts
+
     try:
         X = rows.open() if isinstance(rows, MemmapRows) else rows
         with (
@@ -291,27 +359,25 @@ def run_process_chunk(
             warnings.catch_warnings(record=True) as caught,
         ):
             _apply_filters(filters_blob)
-            out = getattr(model, method)(X, **params)
-            check_rows(out, stop - start, label)
+            try:
+                out = run_within(timeout, lambda: compute(X), inner)
+            except BatchOverran:
+                raise WorkerOverran(os.getpid()) from None
             probe_out = None
             if check[1] is not None and _CHECKED_CALL[0] != check[0]:
                 probe_out = getattr(model, method)(check[1], **params)
                 _CHECKED_CALL[0] = check[0]
+    except (ChunkSkipped, WorkerOverran):
+        raise
     except Exception as exc:
-        add_note(exc, f"(skbatch: raised by {label} on rows {start}:{stop})")
         raise _travelling(exc) from None
     warned = [portable_warning(w) for w in caught]
     return os.getpid(), loaded, out, warned, probe_out
 
 
 # --------------------------------------------------------------- the row loop
-def add_note(exc: BaseException, note: str) -> None:
-    if hasattr(exc, "add_note"):  # Python >= 3.11
-        exc.add_note(note)
-
-
-def run_rows(call, X, start, stop, chunk_rows, report, copy, offset=0):
-    """Run ``call`` over rows ``[start, stop)`` of ``X`` in sub-chunks.
+def run_rows(call, X, chunk_rows, report, copy, batch):
+    """Run ``call`` over the rows of ``X`` (a whole batch) in sub-chunks.
 
     ``copy`` says which chunks the method gets as copies: ``"always"`` where
     ``X`` is the user's own data (the calling process, worker threads), so a
@@ -319,37 +385,60 @@ def run_rows(call, X, start, stop, chunk_rows, report, copy, offset=0):
     fallback to one whole-input call starts from untouched data);
     ``"readonly"`` in worker processes, where joblib memory-maps large inputs
     read-only although the user's array was writeable; ``"never"``.
+    ``batch`` is ``(index, first row, rows in the whole input)``, for notes.
+    A failed batch runs again up to ``call.max_retries`` times (not past its
+    ``call.timeout``: its thread may still run).
 
-    Returns the per-chunk outputs and their row counts. ``offset`` is where
-    ``X`` starts in the user's input, for error notes.
+    Returns the per-chunk outputs and their row counts.
     """
-    parts, n_rows = [], []
-    lo = hi = start
-    report.took(stop - start)
-    try:
-        for lo, hi in iter_chunks(start, stop, chunk_rows):
-            if copy == "always":
-                rows = copy_rows(X, lo, hi)
-            else:
-                rows = take_rows(X, lo, hi)
-                if copy == "readonly" and is_readonly_array(rows):
-                    rows = rows.copy()
-            out = call(rows)
-            check_rows(out, hi - lo, call.label)
-            parts.append(out)
-            n_rows.append(hi - lo)
-            report(hi - lo)
-    except Exception as exc:
-        add_note(
-            exc,
-            f"(skbatch: raised by {call.label} on rows {offset + lo}:{offset + hi})",
-        )
-        raise
-    return parts, n_rows
+    n = num_rows(X)
+    report.took(n)
+    index, offset, n_total = batch
+    attempts = 0
+    while True:
+        attempts += 1
+        parts, n_rows = [], []
+        try:
+            run_within(
+                call.timeout,
+                functools.partial(
+                    _rows_out, call, X, n, chunk_rows, copy, report, parts, n_rows
+                ),
+            )
+            return parts, n_rows
+        except BatchOverran:
+            error = timeout_error(
+                call.label, index, offset, offset + n, n_total, call.timeout,
+                "a joblib worker", "joblib stops its workers after an error",
+            )  # fmt: skip
+        except Exception as exc:
+            error = exc
+        if sum(n_rows):
+            report(-sum(n_rows))  # this attempt's rows count only once
+        if attempts > call.max_retries or isinstance(error, TimeoutError):
+            break
+    note_batch(error, call.label, index, offset, offset + n, n_total, attempts)
+    raise error
 
 
-def run_batch(config, filters_blob, call, X_batch, offset, chunk_rows, report, copy):
-    """Worker entry point: a batch arrives already sliced; it starts at ``offset``.
+def _rows_out(call, X, n, chunk_rows, copy, report, parts, n_rows):
+    for lo, hi in iter_chunks(0, n, chunk_rows):
+        if copy == "always":
+            rows = copy_rows(X, lo, hi)
+        else:
+            rows = take_rows(X, lo, hi)
+            if copy == "readonly" and is_readonly_array(rows):
+                rows = rows.copy()
+        out = call(rows)
+        check_rows(out, hi - lo, call.label)
+        parts.append(out)
+        n_rows.append(hi - lo)
+        report(hi - lo)
+
+
+def run_batch(config, filters_blob, call, X_batch, batch, chunk_rows, report, copy):
+    """Worker entry point: a batch arrives already sliced; ``batch`` is
+    ``(index, first row, rows in the whole input)``.
 
     Runs under the caller's scikit-learn ``config`` (``transform_output``, ...).
     Returns ``(parts, n_rows, warnings)``. A worker process gets the caller's
@@ -358,19 +447,14 @@ def run_batch(config, filters_blob, call, X_batch, offset, chunk_rows, report, c
     (``filters_blob=None``) shares the caller's warnings state and leaves it
     alone: swapping it from several threads at once is not safe.
     """
-    n = num_rows(X_batch)
     with config_context(**config):
         if filters_blob is None:
-            parts, n_rows = run_rows(
-                call, X_batch, 0, n, chunk_rows, report, copy, offset
-            )
+            parts, n_rows = run_rows(call, X_batch, chunk_rows, report, copy, batch)
             return parts, n_rows, []
         try:
             with warnings.catch_warnings(record=True) as caught:
                 _apply_filters(filters_blob)
-                parts, n_rows = run_rows(
-                    call, X_batch, 0, n, chunk_rows, report, copy, offset
-                )
+                parts, n_rows = run_rows(call, X_batch, chunk_rows, report, copy, batch)
         except Exception as exc:
             raise _travelling(exc) from None
     return parts, n_rows, [portable_warning(w) for w in caught]
@@ -394,44 +478,72 @@ def _apply_filters(filters_blob: bytes) -> None:
         pass
 
 
-class _ByValue(Exception):
-    """An exception that travels as cloudpickle bytes and arrives as itself."""
+class WorkerTraceback(Exception):
+    """The traceback of an exception in a worker process, as text: chained
+    (``__cause__``) to the exception the caller gets."""
+
+    def __str__(self):
+        return "\n" + self.args[0]
+
+
+class _Rebuilt(Exception):
+    """An exception that travels as its class, ``args`` and attributes
+    (cloudpickle bytes), and arrives as itself, its ``__init__`` not called."""
 
     def __init__(self, blob: bytes):
         super().__init__()
         self.blob = blob
 
     def __reduce__(self):
-        return cloudpickle.loads, (self.blob,)
+        return _rebuild_exception, (self.blob,)
+
+
+def _rebuild_exception(blob):
+    cls, args, state, text = cloudpickle.loads(blob)
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(state)
+    exc.__cause__ = WorkerTraceback(text)
+    return exc
+
+
+def _traceback_text(exc) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
 def _travelling(exc: Exception) -> Exception:
-    """``exc`` if it survives pickling intact, else a :class:`WorkerError`.
+    """``exc``, in a form that reaches the caller as an exception of its own
+    class whenever possible, and never breaks a result channel.
 
     An exception whose class cannot be rebuilt from its pickle (an ``__init__``
     with extra required arguments, say) breaks loky's result channel and hangs
-    multiprocessing's pool forever.
+    multiprocessing's pool forever; a class defined in a script or notebook
+    cannot be found by name where plain pickle unpickles results. Such an
+    exception travels as its class (by value), ``args`` and attributes, and is
+    rebuilt without calling ``__init__``. One that cannot travel at all (it
+    holds a lock) becomes a :class:`WorkerError` with its type name, message
+    and traceback.
     """
     try:
         if type(pickle.loads(pickle.dumps(exc))) is type(exc):
             return exc  # travels as is, whatever pickles results
     except Exception:
         pass
+    text = _traceback_text(exc)
     try:
-        blob = cloudpickle.dumps(exc)
-        if type(cloudpickle.loads(blob)).__qualname__ == type(exc).__qualname__:
-            # A class shipped by value with the function (defined in a
-            # script or notebook): plain pickle, which some pools use for
-            # results, cannot find it by name; cloudpickle rebuilds it, as
-            # the very class in the process that sent it.
-            return _ByValue(blob)
+        blob = cloudpickle.dumps((type(exc), exc.args, dict(vars(exc)), text))
+        if type(_rebuild_exception(blob)).__qualname__ == type(exc).__qualname__:
+            return _Rebuilt(blob)
     except Exception:
         pass
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return WorkerError(
-        f"{type(exc).__qualname__}: {exc} (this exception cannot be sent back "
-        f"from a worker process; worker traceback follows)\n{text}"
-    )
+    try:
+        message = str(exc)
+    except Exception:
+        message = f"<{type(exc).__qualname__} whose str() failed>"
+    error = WorkerError(type(exc).__qualname__, message, text)
+    for note in getattr(exc, "__notes__", ()):
+        add_note(error, note)
+    return error
 
 
 def portable_warning(w):
