@@ -85,10 +85,13 @@ class _NeedsTwo(Exception):
 def test_exceptions_that_cannot_be_rebuilt_travel_as_their_own_class():
     error = _NeedsTwo(7, "negative")
     error.add_note("skbatch: a note")
-    back = pickle.loads(pickle.dumps(_travelling(error)))
+    travelling = _travelling(error)
+    back = pickle.loads(pickle.dumps(travelling))
     assert type(back) is _NeedsTwo and str(back) == "row 7: negative"
     assert back.row == 7 and back.__notes__ == ["skbatch: a note"]
-    assert "_NeedsTwo" in str(back.__cause__)  # the worker's traceback
+    if travelling is not error:  # rebuilt (unless a reducer for exceptions
+        # registered by another library made plain pickle work)
+        assert "_NeedsTwo" in str(back.__cause__)  # the worker's traceback
 
 
 def test_exceptions_that_cannot_be_pickled_become_a_worker_error():

@@ -24,12 +24,14 @@ call of the same model's method skips step 2 and starts its workers at once,
 the calling thread running its probe meanwhile. Its observed speed keeps the
 choice honest.
 
-Every step's rows are real output rows: measuring wastes no work. If any step
-fails, or the method turns out not to be row-wise, the estimator is called once
-on the whole input instead. Bad input then raises exactly the error the
-estimator raises on its own (for most bad input, before any worker starts), and
-a method that cannot be batched still returns its own result. What a call did
-and why is kept in a :class:`skbatch._plan.CallReport`.
+Every step's rows are real output rows: measuring wastes no work. If the
+method turns out not to be row-wise, or the first rows fail (most bad input
+does, before any worker starts), the estimator is called once on the whole
+input instead: bad input then raises exactly the error the estimator raises on
+its own, and a method that cannot be batched still returns its own result. A
+batch failing later stops the call, and the failure on the lowest rows is
+raised with a note naming its batch (see :mod:`skbatch._failures`). What a
+call did and why is kept in a :class:`skbatch._plan.CallReport`.
 """
 
 from __future__ import annotations
@@ -81,10 +83,10 @@ from skbatch._pool import (
     start_workers_in_background,
     workers_alive,
 )
+from skbatch._process_run import ProcessRun
 from skbatch._progress import ProgressMonitor, single_call_bar
 from skbatch._schedule import (
     Outputs,
-    ProcessRun,
     RowCursor,
     compute_chunk,
     run_in_caller,

@@ -94,11 +94,11 @@ def note_batch(exc, label, index, lo, hi, n_rows, attempts=1):
     error keeps its first note)."""
     if has_note(exc):
         return
-    where = "the rows" if index is None else f"batch {index}"
+    where = "" if index is None else f"batch {index}, "
     tries = f", after {attempts} attempts" if attempts > 1 else ""
     add_note(
         exc,
-        f"{NOTE_PREFIX} raised by {label} on {where}, rows [{lo}, {hi}) of "
+        f"{NOTE_PREFIX} raised by {label} on {where}rows [{lo}, {hi}) of "
         f"{n_rows}{tries}",
     )
 
