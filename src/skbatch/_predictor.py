@@ -334,6 +334,15 @@ class BatchedPredictor(WrapsEstimatorMixin, MetaEstimatorMixin, SkbatchEstimator
             return self.estimator_
         if _is_fitted_frozen(self.estimator):
             return self.estimator
+        if isinstance(self.estimator, FrozenEstimator):
+            raise NotFittedError(
+                f"This {type(self).__name__} wraps a FrozenEstimator whose "
+                f"{type(self.estimator.estimator).__name__} scikit-learn does not "
+                "see as fitted: fit it first. (scikit-learn checks for an "
+                "attribute ending in '_' set by fit, such as n_features_in_; a "
+                "custom estimator's fit must set one, or define "
+                "__sklearn_is_fitted__.)"
+            )
         raise NotFittedError(
             f"This {type(self).__name__} instance is not fitted yet. Call 'fit' "
             "with appropriate arguments first, or wrap an already fitted model in "
