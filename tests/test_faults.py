@@ -3,8 +3,10 @@
 Every scenario runs in a fresh Python process under a hard time limit, with
 :class:`estimators_for_tests.FaultyTransformer` misbehaving on chosen global
 rows. The scenario prints what it saw as JSON; the test then checks that the
-process left nothing behind: no process started from it is alive, no
-``/dev/shm`` folder or stop file of ours remains. Inside the process, after the
+process left nothing behind: no process started from it is alive, no file
+of ours remains (model folders and stop files, which go to ``/dev/shm``
+normally, go to a folder of the scenario's own through
+``SKBATCH_TEMP_FOLDER``). Inside the process, after the
 failing call, no skbatch thread or tqdm bar is left (worker processes are left
 only where the call succeeded or the failure did not touch them).
 
@@ -13,7 +15,6 @@ the call has returned, no more batches start after a failure than there were
 workers) and by the hard limit, far below what the work would take.
 """
 
-import glob
 import json
 import os
 import re
@@ -83,12 +84,6 @@ def done(**facts):
 """
 
 
-def _shm_entries():
-    return set(glob.glob("/dev/shm/skbatch-*")) | set(
-        glob.glob(os.path.join("/tmp", "skbatch-stop-*"))
-    )
-
-
 def _alive_with(token):
     alive = []
     for pid in os.listdir("/proc"):
@@ -110,7 +105,7 @@ def run_scenario(tmp_path, body, token=None, **values):
     """Run ``body`` after the prelude in a fresh process; return its facts.
 
     Checks the process ended (before :data:`HARD_LIMIT`), left no process
-    behind, and no file of ours in ``/dev/shm`` or the temp folder.
+    behind, and no file of ours in its temporary folder.
     """
     token = token or uuid.uuid4().hex
     script = tmp_path / "scenario.py"
@@ -118,8 +113,11 @@ def run_scenario(tmp_path, body, token=None, **values):
         PRELUDE.format(tests=TESTS)
         + textwrap.dedent(body).format(tmp=str(tmp_path), **values)
     )
-    before = _shm_entries()
-    env = {**os.environ, "SKBATCH_FAULT_TOKEN": token}
+    # The scenario's files (model files, stop files) go to a folder of its own,
+    # by the same code as to /dev/shm: other programs using skbatch on this
+    # machine cannot make the check fail.
+    temp = tmp_path / "skbatch-temp"
+    env = {**os.environ, "SKBATCH_FAULT_TOKEN": token, "SKBATCH_TEMP_FOLDER": str(temp)}
     proc = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True,
         timeout=HARD_LIMIT, env=env, start_new_session=True,
@@ -129,7 +127,8 @@ def run_scenario(tmp_path, body, token=None, **values):
     while _alive_with(token) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive_with(token), "processes outlived the scenario"
-    assert not _shm_entries() - before, "files of ours were left behind"
+    left = sorted(os.listdir(temp)) if temp.exists() else []
+    assert not left, f"files of ours were left behind: {left}"
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert lines, proc.stdout + proc.stderr
     facts = json.loads(lines[-1][len("RESULT ") :])

@@ -501,7 +501,7 @@ def _recalled_plan(profile, call, X_rows, n, kind, n_workers, batch_size, record
         record.reasons += [f"{reason} (measured earlier)" for reason in profile.reasons]
     path = _bounded_path(
         path, costs.seconds(n - probe_stop), n - probe_stop, batch_size,
-        n_workers, record, asked=kind != "auto",
+        n_workers, record, asked=kind != "auto", timeout=call.timeout,
     )  # fmt: skip
     return _Plan(path, costs, 0, probe_stop, probe_pending=True)
 
@@ -524,7 +524,13 @@ def _measure(
         # A model that holds the GIL goes to worker processes, which take
         # seconds to start: the sooner they start, the more they do. Their
         # chunks need no precise costs.
-        if position < n and not (watch is not None and holds_gil(watch.gil_share())):
+        # Batches with a timeout should run where they can be stopped.
+        supervised = kind == "processes" and call.timeout is not None
+        if (
+            position < n
+            and not supervised
+            and not (watch is not None and holds_gil(watch.gil_share()))
+        ):
             position, costs = _calibrate(
                 call, X_rows, n, position, (probe_stop, probe_seconds), outputs,
                 report, record, watch, batch_size,
@@ -583,7 +589,7 @@ def _measure(
             record.reasons += profile.reasons
     path = _bounded_path(
         path, costs.seconds(n - position), n - position, batch_size, n_workers,
-        record, asked=kind != "auto",
+        record, asked=kind != "auto", timeout=call.timeout,
     )  # fmt: skip
     return _Plan(path, costs, position, probe_stop), profile
 
@@ -621,16 +627,22 @@ def _calibrate(
     return position, Costs.fit(probe_point, large)
 
 
-def _bounded_path(path, estimate, rest, batch_size, n_workers, record, asked):
+def _bounded_path(
+    path, estimate, rest, batch_size, n_workers, record, asked, timeout=None
+):  # fmt: skip
     """``path``, unless the ``rest`` rows (``estimate`` seconds serially) are
     too little work to share, or (unless ``asked`` for) to pay for starting
-    worker processes."""
+    worker processes. Processes asked for with a ``timeout`` always run: only
+    they can be stopped past it."""
     if path == "in-process":
+        return path
+    if path == "processes" and asked and timeout is not None:
+        record.reasons.append("a timeout: every batch in a worker process")
         return path
     if batch_size is None and estimate < MIN_PARALLEL_SECONDS:
         record.reasons.append(
-            f"the other {rest} rows would take about {estimate:.3f} s serially: "
-            "too little to share"
+            f"the {rest} rows after the first ones would take about "
+            f"{estimate:.3f} s serially: too little to share"
         )
         return "in-process"
     if path == "processes" and batch_size is None and not asked:
@@ -775,11 +787,14 @@ def _run_processes(
     record.path, record.inner_threads = "processes", inner
     memmap = MemmapRows.describe(X_rows)
     record.rows_transfer = "memmap" if memmap is not None else "pickled"
-    cold = workers_alive() < n_workers - 1
+    # With a timeout the calling thread only watches: a batch stuck in a worker
+    # process can be stopped (killed), one in the calling thread cannot.
+    n_processes = n_workers if call.timeout is not None else n_workers - 1
+    cold = workers_alive() < n_processes
     try:
         run = ProcessRun(
             call, X_rows, cursor, outputs, report, record,
-            executor=get_executor(n_workers - 1), n_processes=n_workers - 1,
+            executor=get_executor(n_processes), n_processes=n_processes,
             inner=inner, ref=ref, memmap=memmap, config=config,
             filters=pack_filters(),
             probe_rows=copy_rows(X_rows, 0, probe_stop) if call.repeatable else None,

@@ -99,27 +99,6 @@ def kill_workers(wait: float = 1.0) -> None:
             process.join(max(0.0, deadline - time.monotonic()))
 
 
-def kill_worker(pid: int, wait: float = 1.0) -> None:
-    """Kill one worker process (its batch ran past its timeout), and wait up to
-    ``wait`` seconds for it to be gone, so the caller's error is raised once it
-    is. The pool then breaks; the next call starts a fresh one."""
-    import signal
-
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except OSError:
-        return
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                    return
-        except (OSError, IndexError):
-            return  # gone (or no /proc to ask)
-        time.sleep(0.01)
-
-
 def _stop_at_exit(callback):
     """Run ``callback`` when this process exits, a multiprocessing child too.
 
@@ -245,6 +224,19 @@ def start_workers_in_background(n_processes: int) -> None:
 
 
 # --------------------------------------------------------------- model files
+def temp_folder() -> str:
+    """Where skbatch keeps the files of a call (model files, stop files):
+    ``$SKBATCH_TEMP_FOLDER`` if set, else ``/dev/shm`` (memory) where it can be
+    written, else the system's temporary folder."""
+    folder = os.environ.get("SKBATCH_TEMP_FOLDER")
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        return folder
+    if os.access("/dev/shm", os.W_OK):
+        return "/dev/shm"
+    return tempfile.gettempdir()
+
+
 @dataclass(frozen=True)
 class ModelRef:
     """What a task carries instead of the model: the digest and the file."""
@@ -269,9 +261,7 @@ class _ModelStore:
 
     def _ensure_folder(self) -> str:
         if self._folder is None:
-            shm = "/dev/shm"
-            parent = shm if os.access(shm, os.W_OK) else None
-            self._folder = tempfile.mkdtemp(prefix="skbatch-models-", dir=parent)
+            self._folder = tempfile.mkdtemp(prefix="skbatch-models-", dir=temp_folder())
             folder, owner = self._folder, os.getpid()
             atexit.register(_remove_folder, folder, owner)
             _stop_at_exit(lambda: _remove_folder(folder, owner))

@@ -18,7 +18,6 @@ import glob
 import os
 import queue
 import re
-import tempfile
 import threading
 import time
 import uuid
@@ -29,7 +28,7 @@ from skbatch._concat import tail_agrees
 from skbatch._errors import WorkerDiedError
 from skbatch._failures import BatchFailed, lowest, note_batch, timeout_error
 from skbatch._indexing import num_rows, take_rows
-from skbatch._pool import get_executor, kill_worker, kill_workers, pool_size
+from skbatch._pool import get_executor, kill_workers, pool_size, temp_folder
 from skbatch._schedule import BatchStopped, compute_chunk, run_in_caller
 from skbatch._threadlimits import limit_process_pools
 from skbatch._worker import (
@@ -139,9 +138,7 @@ class ProcessRun:
         self.token = uuid.uuid4().hex
         # Tasks already sent to a worker cannot be cancelled; they read this
         # file before they start and between sub-chunks (a stat each).
-        self._stop_file = os.path.join(
-            tempfile.gettempdir(), f"skbatch-stop-{self.token}"
-        )
+        self._stop_file = os.path.join(temp_folder(), f"skbatch-stop-{self.token}")
         self.trusted, self.distrusted = set(), set()
         self._worker_probes = {}  # pid -> its probe output, not yet compared
         self._unverified = {}  # pid -> [(lo, hi, output, warnings)]
@@ -326,16 +323,19 @@ class ProcessRun:
         self._stop_at(lo)
 
     def _overran(self, pid, lo, hi) -> bool:
-        """A worker process's batch ran past the timeout: kill the worker.
-        Returns whether the batch was sent again."""
+        """A worker process's batch ran past the timeout: kill the workers.
+        Returns whether the batch was sent again.
+
+        loky's pool does not survive a lost worker (it ends the others, in
+        its own time), so all of them go now: none outlives the error."""
         self._killed.add(pid)
-        kill_worker(pid)
+        kill_workers()
         if self._retry(lo, hi):
             return True
         error = timeout_error(
             self.call.label, self.record.batches.index(lo), lo, hi,
             self.record.n_rows, self.call.timeout, f"worker process {pid}",
-            "the worker process was killed (the next call starts fresh workers)",
+            "the worker processes were killed (the next call starts fresh ones)",
         )  # fmt: skip
         self._failure(lo, hi, error)
         return False
@@ -519,8 +519,8 @@ class ProcessRun:
                 if self.caller_first is not None:
                     self.caller_first()
                 self._caller_probe_done()
-                if not _schedule.CALLER_TAKES_ROWS:
-                    return
+                if not _schedule.CALLER_TAKES_ROWS or self.call.timeout is not None:
+                    return  # (with a timeout, batches go where they can be killed)
             run_in_caller(
                 self.call, self.X, self.cursor, self.outputs, self.report,
                 self.record, self.inner,
