@@ -50,6 +50,7 @@ from skbatch._batching import chunk_rows_for, plan_batches
 from skbatch._concat import concat_parts, head_rows, tail_agrees
 from skbatch._errors import (
     BatchTimeoutError,
+    ModelFileError,
     NotRowWiseError,
     SerialFallbackWarning,
     UnshippableModelError,
@@ -343,9 +344,11 @@ def _run(
                 )
             else:
                 failure = failed  # raised below, outside this handler
-        except (TerminatedWorkerError, MemoryError, UnshippableModelError):
-            raise  # a worker died, memory ran out, the model cannot be sent:
-            # one bigger call would not help
+        except (
+            TerminatedWorkerError, MemoryError, UnshippableModelError, ModelFileError
+        ):  # fmt: skip
+            raise  # a worker died, memory ran out, the model cannot be sent
+            # or written: one bigger call would not help
         except Exception as exc:
             # The method is not row-wise, writes into its input, cannot load
             # in workers: batching cannot reproduce it, one call can.
@@ -771,8 +774,11 @@ def _run_processes(
     try:
         ref = publish_model(call.model)
     except Exception as exc:
-        why = why_unshippable(call.model)
+        unwritten = isinstance(exc, ModelFileError)
+        why = str(exc) if unwritten else why_unshippable(call.model)
         if asked:  # processes were asked for: say so, and what is in the way
+            if unwritten:
+                raise
             raise unshippable_error(call.label, why) from exc
         record.path = "in-process"
         record.reasons.append(

@@ -78,6 +78,12 @@ class UnshippableModelError(TypeError):
     """
 
 
+class ModelFileError(OSError):
+    """The model's file could not be written where worker processes read it
+    (``SKBATCH_TEMP_FOLDER`` unusable, or no room on the disk either). The
+    message names the folder, the model's size and what to do."""
+
+
 def _terminated_worker_error():
     from joblib.externals.loky.process_executor import TerminatedWorkerError
 

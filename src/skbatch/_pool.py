@@ -32,11 +32,14 @@ from dataclasses import dataclass
 from joblib.externals.loky import ProcessPoolExecutor
 from joblib.externals.loky.backend.context import get_context
 
+from skbatch._errors import ModelFileError
 from skbatch._worker import cloudpickle, worker_ready
 
 #: Idle worker processes exit after this many seconds; the next call that
 #: needs them starts new ones.
 IDLE_TIMEOUT = 300
+#: Model files go here by default: memory, not disk, where it exists.
+SHARED_MEMORY = "/dev/shm"
 #: Until a worker has been timed starting in this process, assume this.
 DEFAULT_START_SECONDS = 2.0
 
@@ -230,10 +233,16 @@ def temp_folder() -> str:
     written, else the system's temporary folder."""
     folder = os.environ.get("SKBATCH_TEMP_FOLDER")
     if folder:
-        os.makedirs(folder, exist_ok=True)
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise ModelFileError(
+                f"SKBATCH_TEMP_FOLDER={folder!r} cannot be used for skbatch's "
+                f"files ({exc}): point it at a folder you can write, or unset it."
+            ) from exc
         return folder
-    if os.access("/dev/shm", os.W_OK):
-        return "/dev/shm"
+    if os.access(SHARED_MEMORY, os.W_OK):
+        return SHARED_MEMORY
     return tempfile.gettempdir()
 
 
@@ -250,34 +259,56 @@ class _ModelStore:
     """Model files named by digest, in one folder removed at exit.
 
     A file stays while a call uses it; the most recent one also stays after its
-    call, for the next call with the same model.
+    call, for the next call with the same model. When ``/dev/shm`` is full (a
+    container's is often 64 MB), files go to the system's temporary folder.
     """
 
     def __init__(self):
         self._folder = None
+        self._paths: dict[str, str] = {}  # digest -> its file
         self._in_use: dict[str, int] = {}
         self._latest = None
         self._lock = threading.Lock()
 
-    def _ensure_folder(self) -> str:
-        if self._folder is None:
-            self._folder = tempfile.mkdtemp(prefix="skbatch-models-", dir=temp_folder())
-            folder, owner = self._folder, os.getpid()
-            atexit.register(_remove_folder, folder, owner)
-            _stop_at_exit(lambda: _remove_folder(folder, owner))
-        return self._folder
+    def _new_folder(self, parent: str) -> str:
+        folder = tempfile.mkdtemp(prefix="skbatch-models-", dir=parent)
+        owner = os.getpid()
+        atexit.register(_remove_folder, folder, owner)
+        _stop_at_exit(lambda: _remove_folder(folder, owner))
+        return folder
+
+    def _write(self, digest: str, data: bytes) -> str:
+        """The file holding ``data``, written (atomically) unless it exists.
+        Past a full ``/dev/shm``, the folder moves to the temporary folder."""
+        parent = temp_folder() if self._folder is None else None
+        try:
+            if self._folder is None:
+                self._folder = self._new_folder(parent)
+            return _write_once(os.path.join(self._folder, f"{digest}.pkl"), data)
+        except OSError as exc:
+            disk = tempfile.gettempdir()
+            tried = self._folder or parent
+            on_disk = disk in (tried, os.path.dirname(tried))
+            if os.environ.get("SKBATCH_TEMP_FOLDER") or on_disk:
+                raise _model_file_error(tried, data, exc) from exc
+            full, self._folder = self._folder, None
+            try:
+                self._folder = self._new_folder(disk)
+                return _write_once(os.path.join(self._folder, f"{digest}.pkl"), data)
+            except OSError as again:
+                raise _model_file_error(self._folder or disk, data, again) from exc
+            finally:
+                if full is not None and not os.listdir(full):
+                    _remove_folder(full, os.getpid())
 
     def publish(self, model) -> ModelRef:
         """Pickle ``model`` once and make its file available; mark it in use."""
         data = cloudpickle.dumps(model)
         digest = hashlib.blake2b(data, digest_size=20).hexdigest()
         with self._lock:
-            path = os.path.join(self._ensure_folder(), f"{digest}.pkl")
-            if not os.path.exists(path):
-                partial = f"{path}.{os.getpid()}.{threading.get_ident()}.part"
-                with open(partial, "wb") as f:
-                    f.write(data)
-                os.replace(partial, path)  # workers never see a half file
+            path = self._paths.get(digest)
+            if path is None or not os.path.exists(path):
+                path = self._paths[digest] = self._write(digest, data)
             self._in_use[digest] = self._in_use.get(digest, 0) + 1
             previous, self._latest = self._latest, digest
             if previous not in (None, digest):
@@ -293,11 +324,34 @@ class _ModelStore:
                     self._remove_if_unused(ref.digest)
 
     def _remove_if_unused(self, digest: str) -> None:
-        if digest not in self._in_use and self._folder is not None:
-            try:
-                os.remove(os.path.join(self._folder, f"{digest}.pkl"))
-            except OSError:
-                pass
+        if digest not in self._in_use:
+            with contextlib.suppress(KeyError, OSError):
+                os.remove(self._paths.pop(digest))
+
+
+def _write_once(path: str, data: bytes) -> str:
+    """Write ``data`` to ``path`` through a temporary file (workers never see
+    half a file); on failure nothing is left."""
+    if not os.path.exists(path):
+        partial = f"{path}.{os.getpid()}.{threading.get_ident()}.part"
+        try:
+            with open(partial, "wb") as f:
+                f.write(data)
+            os.replace(partial, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.remove(partial)
+            raise
+    return path
+
+
+def _model_file_error(folder: str, data: bytes, exc: OSError) -> ModelFileError:
+    return ModelFileError(
+        f"skbatch could not write the model ({len(data) / 1e6:.1f} MB) to "
+        f"{folder}, where worker processes read it: {exc}. Set the "
+        "SKBATCH_TEMP_FOLDER environment variable to a folder with room, or "
+        "use backend='threading', which shares the model instead of sending it."
+    )
 
 
 def _remove_folder(folder: str, owner_pid: int) -> None:
