@@ -421,6 +421,7 @@ class FaultyTransformer(TransformerMixin, BaseEstimator):
     - ``"unpicklable"``: an exception holding a lock (it cannot travel);
     - ``"kill"``: SIGKILL to its own process (as the out-of-memory killer);
     - ``"exit"``: ``os._exit(3)``;
+    - ``"segfault"``: reads address 0 (a crash in native code);
     - ``"sleep"``: sleeps forever;
     - ``"deaf"``: blocks SIGINT and SIGTERM, then sleeps forever;
     - ``"warn"``: a ``RuntimeWarning`` (and returns normally).
@@ -498,6 +499,10 @@ class FaultyTransformer(TransformerMixin, BaseEstimator):
             os.kill(os.getpid(), signal.SIGKILL)
         if self.fault == "exit":
             os._exit(3)
+        if self.fault == "segfault":
+            import ctypes
+
+            ctypes.string_at(0)
         if self.fault == "deaf":
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         if self.fault in ("sleep", "deaf"):

@@ -239,7 +239,7 @@ model = FaultyTransformer({fault!r}, rows=[1650], in_workers_only=True,
                           once_file={once!r}, seconds_per_call=0.01).fit(X)
 stream = __import__("io").StringIO()
 batched = BatchedTransformer(
-    FrozenEstimator(model), n_jobs=3, batch_size=100, backend="loky",
+    FrozenEstimator(model), n_jobs=3, batch_size=100, backend={backend!r},
     max_retries={retries}, progress=True,
     progress_bar_kwargs={{"file": stream, "mininterval": 0}},
 )
@@ -261,17 +261,26 @@ done(**facts)
 """
 
 
+@pytest.mark.parametrize("backend", ["loky", "multiprocessing"])
 @pytest.mark.parametrize(
-    ("fault", "says"), [("kill", "SIGKILL"), ("exit", "3")], ids=["kill", "exit"]
+    ("fault", "says", "hint"),
+    [
+        ("kill", "{SIGKILL(-9)}", "out of memory"),
+        ("exit", "{EXIT(3)}", "the worker exited"),
+        ("segfault", "{SIGSEGV(-11)}", "a crash in native code"),
+    ],
+    ids=["kill", "exit", "segfault"],
 )
-def test_a_dead_worker_says_which_rows_and_why(tmp_path, fault, says):
-    facts = run_scenario(tmp_path, DEATH, fault=fault, once=None, retries=0)
+def test_a_dead_worker_says_which_rows_and_why(tmp_path, fault, says, hint, backend):
+    # multiprocessing's own pool would wait forever for the lost batch.
+    facts = run_scenario(
+        tmp_path, DEATH, fault=fault, once=None, retries=0, backend=backend
+    )
     assert facts["type"] == "WorkerDiedError" and facts["old_handler"]
-    assert says in facts["message"]
+    assert says in facts["message"] and hint in facts["message"], facts["message"]
     # The batch the dead worker was running, not just every batch in flight.
     assert "died running batch 16 (rows [1564, 1664))" in facts["message"]
     if fault == "kill":
-        assert "out of memory" in facts["message"]
         assert "lower batch_size or n_jobs" in facts["message"]
     assert facts["threads"] == [] and facts["bars"] == 0
     assert facts["next"]
@@ -281,7 +290,9 @@ def test_max_retries_reruns_a_batch_whose_worker_died_counting_rows_once(
     tmp_path,
 ):
     once = str(tmp_path / "fired")
-    facts = run_scenario(tmp_path, DEATH, fault="kill", once=once, retries=1)
+    facts = run_scenario(
+        tmp_path, DEATH, fault="kill", once=once, retries=1, backend="loky"
+    )
     assert facts["same"] and facts["retries"] >= 1
     assert facts["rows"] == 3000  # rows by worker: each row once
     assert "3000/3000" in facts["bar"]  # the bar: each row once
@@ -360,8 +371,16 @@ done(outcome=outcome, pressed=pressed, returned=returned, **facts)
         ("loky", 3, "none", False),
         ("loky", 3, "none", True),
         ("loky", 3, "deaf", False),
+        ("multiprocessing", 2, "none", False),
     ],
-    ids=["threads", "calling-thread", "processes", "processes-group", "deaf-worker"],
+    ids=[
+        "threads",
+        "calling-thread",
+        "processes",
+        "processes-group",
+        "deaf-worker",
+        "multiprocessing",
+    ],
 )
 def test_ctrl_c_stops_every_batch_and_leaves_nothing(
     tmp_path, backend, n_jobs, fault, group
@@ -415,8 +434,9 @@ def _named_rows(message):
         ("loky", "deaf", True),
         ("threading", "sleep", False),
         ("sequential", "sleep", False),
+        ("multiprocessing", "deaf", True),
     ],
-    ids=["process", "deaf-process", "thread", "calling-thread"],
+    ids=["process", "deaf-process", "thread", "calling-thread", "multiprocessing"],
 )
 def test_a_stuck_batch_times_out_and_the_process_can_exit(
     tmp_path, backend, fault, workers
@@ -429,9 +449,10 @@ def test_a_stuck_batch_times_out_and_the_process_can_exit(
     [(lo, hi)] = _named_rows(facts["message"])
     assert lo <= 2600 < hi and hi - lo <= 500  # the stuck row's batch
     assert "of 4000" in facts["message"] and "timeout=1.5 s" in facts["message"]
+    if backend in ("loky", "multiprocessing"):
+        assert facts["children"] == []  # the stuck worker is gone
     if backend == "loky":
         assert "killed" in facts["message"]
-        assert facts["children"] == []  # the stuck worker is gone
     # Run to the end: the process exited although a thread may be stuck.
 
 

@@ -37,23 +37,35 @@ call did and why is kept in a :class:`skbatch._plan.CallReport`.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
+import uuid
 import warnings
 from dataclasses import dataclass
 
 from joblib import Parallel, delayed, parallel_config
+from joblib._parallel_backends import MultiprocessingBackend
 from joblib.externals.loky.process_executor import TerminatedWorkerError
 from sklearn import get_config
 
 from skbatch import _profiles
 from skbatch._batching import chunk_rows_for, plan_batches
 from skbatch._concat import concat_parts, head_rows, tail_agrees
+from skbatch._dead_workers import (
+    DeadWorkerWatch,
+    PoolWorkerDied,
+    exit_code_text,
+    marked_batch,
+    multiprocessing_pool,
+    remove_marks,
+)
 from skbatch._errors import (
     BatchTimeoutError,
     ModelFileError,
     NotRowWiseError,
     SerialFallbackWarning,
     UnshippableModelError,
+    WorkerDiedError,
 )
 from skbatch._failures import (
     NOTE_PREFIX,
@@ -63,6 +75,7 @@ from skbatch._failures import (
     add_note,
     note_batch,
     timeout_error,
+    worker_died,
 )
 from skbatch._indexing import (
     copy_rows,
@@ -82,6 +95,7 @@ from skbatch._pool import (
     publish_model,
     release_model,
     start_workers_in_background,
+    temp_folder,
     workers_alive,
 )
 from skbatch._process_run import ProcessRun
@@ -891,25 +905,43 @@ def _run_joblib(call, X_rows, n, parallel, cross_process, batch_size, monitor, r
     filters = pack_filters() if cross_process else None
     monitor.waiting_for_workers()
     shipped.timeout, shipped.max_retries = call.timeout, call.max_retries
+    # multiprocessing's pool loses the task of a worker that dies, and joblib
+    # waits for it forever: watch its workers, which mark their batches.
+    backend = _resolved_backend(parallel)
+    watched = isinstance(backend, MultiprocessingBackend)
+    shipped.run_marks = _run_marks() if watched else None
+    watch = (
+        DeadWorkerWatch(multiprocessing_pool(backend), n_workers, shipped.run_marks)
+        if watched
+        else None
+    )
     try:
-        outputs = parallel(
-            delayed(run_batch)(
-                config,
-                filters,
-                shipped,
-                take_rows(X_rows, b.start, b.stop),
-                (i + 1, b.start, n),  # the probe was batch 0
-                chunk_rows,
-                report,
-                copy,
+        with watch or contextlib.nullcontext():
+            outputs = parallel(
+                delayed(run_batch)(
+                    config,
+                    filters,
+                    shipped,
+                    take_rows(X_rows, b.start, b.stop),
+                    (i + 1, b.start, n),  # the probe was batch 0
+                    chunk_rows,
+                    report,
+                    copy,
+                )
+                for i, b in enumerate(batches)
             )
-            for i, b in enumerate(batches)
-        )
+    except PoolWorkerDied:
+        raise _pool_worker_died(
+            call.label, watch.dead, shipped.run_marks, batches, n
+        ) from None
     except ModelNotLoadedError:
         raise  # not the rows' failure: one call in the caller instead
     except Exception as exc:
         # joblib raises the first failure it meets, and stops the others.
         raise BatchFailed(probe_stop, n, exc) from None
+    finally:
+        if shipped.run_marks is not None:
+            remove_marks(shipped.run_marks)
     worker_warnings = []
     for batch_parts, batch_rows, batch_warnings in outputs:
         parts += batch_parts
@@ -918,6 +950,31 @@ def _run_joblib(call, X_rows, n, parallel, cross_process, batch_size, monitor, r
     record.add_rows(backend_name, n - probe_stop)
     reissue_warnings(worker_warnings)
     return concat_parts(parts, n_rows, call.per_output)
+
+
+def _run_marks():
+    """Where workers of joblib's multiprocessing pool mark the batch they run
+    (None: no folder for it)."""
+    try:
+        return os.path.join(temp_folder(), f"skbatch-run-{uuid.uuid4().hex}")
+    except OSError:
+        return None
+
+
+def _pool_worker_died(label, dead, marks, batches, n) -> WorkerDiedError:
+    """The error for a dead worker of joblib's multiprocessing pool (``dead``:
+    its pid and exit code), naming the batch it marked, if it did."""
+    pid, code = dead
+    index_of = {b.start: i + 1 for i, b in enumerate(batches)}
+    marked = marked_batch(marks, pid) if marks and pid is not None else None
+    if marked is not None:
+        running, lost = [(pid, *marked)], [marked]
+    else:
+        running, lost = [], [(batches[0].start, n)]
+    return worker_died(
+        label, "{" + exit_code_text(code) + "}", lost, running, index_of.get,
+        retries=False,
+    )  # fmt: skip
 
 
 def _run_tail(call, X_rows, probe_stop, n):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 import threading
 
-from skbatch._errors import BatchTimeoutError
+from skbatch._errors import BatchTimeoutError, WorkerDiedError
 
 #: Every note skbatch adds to an exception starts with this.
 NOTE_PREFIX = "skbatch:"
@@ -130,4 +130,50 @@ def timeout_error(label, index, lo, hi, n_rows, seconds, where, stopped):
         f"{label}: {batch} (rows [{lo}, {hi}) of {n_rows}) ran longer than "
         f"timeout={seconds:g} s in {where}; {stopped}. Raise timeout if the "
         "batch is slow rather than stuck, or lower batch_size."
+    )
+
+
+def worker_died(
+    label, codes, rows_lost, running=(), batch_of=None, retries=True
+) -> WorkerDiedError:  # fmt: skip
+    """What to raise when a worker process died: the batch it was running
+    (``running``: ``(pid, lo, hi)`` read from its marker), the other rows
+    lost with it, the exit ``codes`` (as loky writes them: ``{SIGKILL(-9)}``)
+    and what they usually mean. ``batch_of(lo)`` gives a batch's index;
+    ``retries``: whether ``max_retries`` would have run the rows again."""
+    if running:
+        what = "; ".join(
+            f"process {pid} died running batch "
+            f"{batch_of(lo) if batch_of else '?'} (rows [{lo}, {hi}))"
+            for pid, lo, hi in running
+        )
+        others = sorted(set(rows_lost) - {(lo, hi) for _, lo, hi in running})
+        also = ", ".join(f"[{lo}, {hi})" for lo, hi in others)
+        when = what + (f"; rows {also} were with other workers" if also else "")
+    else:
+        ranges = ", ".join(f"[{lo}, {hi})" for lo, hi in sorted(rows_lost))
+        when = (
+            f"a worker process died while rows {ranges} were with the workers"
+            if ranges
+            else "a worker process died on start"
+        )
+    if "SIGKILL" in codes:
+        hint = (
+            "SIGKILL usually means the system ran out of memory and killed the "
+            "worker: lower batch_size or n_jobs"
+        )
+    elif "SIGSEGV" in codes or "SIGBUS" in codes:
+        hint = "a crash in native code (a C extension, BLAS) killed the worker"
+    elif "unknown" in codes:
+        hint = (
+            "the worker was gone before its exit code could be read: killed "
+            "(SIGKILL, often for memory: lower batch_size or n_jobs), crashed in "
+            "native code, or exited"
+        )
+    else:
+        hint = "the worker exited (os._exit, sys.exit in a worker, a native abort)"
+    retry = "Set max_retries to run lost batches again. " if retries else ""
+    return WorkerDiedError(
+        f"{label}: {when} (exit codes: {codes}); {hint}. {retry}The next call "
+        "starts fresh workers."
     )

@@ -25,8 +25,14 @@ from concurrent.futures import CancelledError
 
 from skbatch import _schedule
 from skbatch._concat import tail_agrees
-from skbatch._errors import WorkerDiedError
-from skbatch._failures import BatchFailed, lowest, note_batch, timeout_error
+from skbatch._dead_workers import marked_batch, process_alive, remove_marks
+from skbatch._failures import (
+    BatchFailed,
+    lowest,
+    note_batch,
+    timeout_error,
+    worker_died,
+)
 from skbatch._indexing import num_rows, take_rows
 from skbatch._pool import get_executor, kill_workers, pool_size, temp_folder
 from skbatch._schedule import BatchStopped, compute_chunk, run_in_caller
@@ -40,43 +46,10 @@ from skbatch._worker import (
 )
 
 
-def worker_died(label, broken, rows_lost, running=(), batch_of=None) -> WorkerDiedError:
-    """What to raise when the pool broke: the batch the dead worker was
-    running (``running``: ``(pid, lo, hi)`` read from its marker), the other
-    rows lost with the pool, the exit codes loky saw, and what they usually
-    mean. ``batch_of(lo)`` gives a batch's index."""
-    text = str(broken)
-    codes = re.search(r"exit codes of the workers are (\{[^}]*\})", text)
-    codes = codes.group(1) if codes else "unknown"
-    if running:
-        what = "; ".join(
-            f"process {pid} died running batch "
-            f"{batch_of(lo) if batch_of else '?'} (rows [{lo}, {hi}))"
-            for pid, lo, hi in running
-        )
-        others = sorted(set(rows_lost) - {(lo, hi) for _, lo, hi in running})
-        also = ", ".join(f"[{lo}, {hi})" for lo, hi in others)
-        when = what + (f"; rows {also} were with other workers" if also else "")
-    else:
-        ranges = ", ".join(f"[{lo}, {hi})" for lo, hi in sorted(rows_lost))
-        when = (
-            f"a worker process died while rows {ranges} were with the workers"
-            if ranges
-            else "a worker process died on start"
-        )
-    if "SIGKILL" in codes:
-        hint = (
-            "SIGKILL usually means the system ran out of memory and killed the "
-            "worker: lower batch_size or n_jobs"
-        )
-    elif "SIGSEGV" in codes or "SIGBUS" in codes:
-        hint = "a crash in native code (a C extension, BLAS) killed the worker"
-    else:
-        hint = "the worker exited (os._exit, sys.exit in a worker, a native abort)"
-    return WorkerDiedError(
-        f"{label}: {when} (exit codes: {codes}); {hint}. Set max_retries to run "
-        "lost batches again; the next call starts fresh workers."
-    )
+def loky_exit_codes(broken) -> str:
+    """The exit codes loky's broken-pool message names: ``{SIGKILL(-9)}``."""
+    codes = re.search(r"exit codes of the workers are (\{[^}]*\})", str(broken))
+    return codes.group(1) if codes else "unknown"
 
 
 def _remove(path):
@@ -86,16 +59,7 @@ def _remove(path):
 
 def _remove_markers(stop_file):
     """Remove the markers workers wrote as they started batches."""
-    for path in glob.glob(glob.escape(stop_file) + ".run.*"):
-        _remove(path)
-
-
-def _alive(pid) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
+    remove_marks(f"{stop_file}.run")
 
 
 class ProcessRun:
@@ -475,7 +439,7 @@ class ProcessRun:
         _remove_markers(self._stop_file)
         if self.fatal is not None:
             raise worker_died(
-                self.call.label, self.fatal, self.rows_lost, running,
+                self.call.label, loky_exit_codes(self.fatal), self.rows_lost, running,
                 self.record.batches.index,
             ) from self.fatal  # fmt: skip
         first_failure = lowest(self.failures)
@@ -500,15 +464,9 @@ class ProcessRun:
         found = []
         for path in glob.glob(glob.escape(self._stop_file) + ".run.*"):
             pid = int(path.rsplit(".", 1)[1])
-            if _alive(pid):
-                continue
-            try:
-                with open(path) as f:
-                    lo, hi = (int(part) for part in f.read().split())
-            except (OSError, ValueError):
-                continue
-            if (lo, hi) in self.rows_lost:
-                found.append((pid, lo, hi))
+            marked = marked_batch(f"{self._stop_file}.run", pid)
+            if not process_alive(pid) and marked in self.rows_lost:
+                found.append((pid, *marked))
         return sorted(found, key=lambda item: item[1])
 
     def _caller_rows(self, first):

@@ -23,6 +23,7 @@ from sklearn import config_context
 
 from skbatch._batching import iter_chunks
 from skbatch._concat import check_rows
+from skbatch._dead_workers import mark_batch, unmark_batch
 from skbatch._errors import WorkerError
 from skbatch._failures import add_note, note_batch, timeout_error
 from skbatch._indexing import copy_rows, is_readonly_array, num_rows, take_rows
@@ -132,6 +133,8 @@ class MethodCall:
         self.timeout = None
         self.max_retries = 0
         self.sub_rows = None
+        #: Where a worker process marks the batch it runs (None: nowhere).
+        self.run_marks = None
 
     def __call__(self, X_rows):
         model = self.model.model if isinstance(self.model, SharedModel) else self.model
@@ -322,13 +325,8 @@ def run_process_chunk(
         ) from None
     if loaded and _stopped(stop_file, start):  # loading took a while
         raise ChunkSkipped(f"rows {start}:{stop} not started: the call stopped")
-    if stop_file is not None:
-        # Says which batch this worker runs, should it die in it.
-        try:
-            with open(f"{stop_file}.run.{os.getpid()}", "w") as f:
-                f.write(f"{start} {stop}")
-        except OSError:
-            pass
+    if stop_file is not None:  # which batch this worker runs, should it die
+        mark_batch(f"{stop_file}.run", start, stop)
 
     def compute(X):
         n_rows = stop - start
@@ -451,12 +449,15 @@ def run_batch(config, filters_blob, call, X_batch, batch, chunk_rows, report, co
         if filters_blob is None:
             parts, n_rows = run_rows(call, X_batch, chunk_rows, report, copy, batch)
             return parts, n_rows, []
+        mark_batch(call.run_marks, batch[1], batch[1] + num_rows(X_batch))
         try:
             with warnings.catch_warnings(record=True) as caught:
                 _apply_filters(filters_blob)
                 parts, n_rows = run_rows(call, X_batch, chunk_rows, report, copy, batch)
         except Exception as exc:
             raise _travelling(exc) from None
+        finally:
+            unmark_batch(call.run_marks)
     return parts, n_rows, [portable_warning(w) for w in caught]
 
 
