@@ -35,16 +35,29 @@ def _wait(result, seconds=30):
     return result.ready()
 
 
-def test_a_killed_worker_is_raised_in_the_waiting_thread():
-    # As in a call: the pool starts while the watch runs.
+def _mark_and_sleep(marks):
+    mark_batch(marks, 0, 1)
+    time.sleep(60)
+
+
+@pytest.mark.parametrize("victim", ["busy", "idle"])
+def test_a_killed_worker_is_raised_in_the_waiting_thread(tmp_path, victim):
+    # As in a call: the pool starts while the watch runs. An idle worker
+    # holds the lock on the task queue: killed, it would leave the pool
+    # unable to terminate (the with block's exit would wait forever).
+    marks = str(tmp_path / "run")
     with pytest.raises(PoolWorkerDied):
-        with spawn_pool() as pool, DeadWorkerWatch(lambda: pool, 2) as watch:
-            lost = pool.apply_async(time.sleep, (60,))
-            time.sleep(0.5)
-            victim = pool._pool[0].pid
-            os.kill(victim, signal.SIGKILL)
+        with spawn_pool() as pool, DeadWorkerWatch(lambda: pool, 2, marks) as watch:
+            lost = pool.apply_async(_mark_and_sleep, (marks,))
+            deadline = time.monotonic() + 30
+            while not marking_processes(marks) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            [busy] = marking_processes(marks)
+            pids = [p.pid for p in pool._pool]
+            target = busy if victim == "busy" else next(p for p in pids if p != busy)
+            os.kill(target, signal.SIGKILL)
             _wait(lost)
-    assert watch.dead == (victim, -signal.SIGKILL)
+    assert watch.dead == (target, -signal.SIGKILL)
 
 
 def test_a_worker_that_exits_cleanly_is_seen_by_its_replacement():

@@ -21,6 +21,7 @@ import glob
 import os
 import signal
 import threading
+import time
 
 #: Seconds between two looks at the pool's workers.
 WATCH_INTERVAL = 0.05
@@ -155,6 +156,7 @@ class DeadWorkerWatch:
                 with self._lock:
                     if not self._closing:
                         self.dead = dead
+                        _free_pool(self._get_pool())
                         _set_async_exc(self._caller, PoolWorkerDied)
                 return
 
@@ -176,12 +178,42 @@ class DeadWorkerWatch:
             for pid in marking_processes(self._marks):
                 if not process_alive(pid):  # (the marks are this call's own)
                     seen = self._seen.get(pid)
-                    return pid, None if seen is None else seen.exitcode
+                    if seen is None:
+                        return pid, None
+                    with contextlib.suppress(Exception):
+                        seen.join(0.5)  # its exit code, once reaped
+                    return pid, seen.exitcode
         if len(self._seen) > self._n_processes:
             # The pool replaced a worker that exited between two looks.
             gone = [p for p in self._seen.values() if p.exitcode is not None]
             return (gone[0].pid, gone[0].exitcode) if gone else (None, None)
         return None
+
+
+def _free_pool(pool, wait: float = 2.0) -> None:
+    """Make ``pool`` (a ``multiprocessing.Pool`` that lost a worker) able to
+    terminate: its workers are killed now, and the lock on its task queue is
+    released if a dead one held it.
+
+    An idle worker holds that lock while it waits for a task, and the pool's
+    ``terminate`` takes it first: a worker killed while waiting (or while
+    receiving a large batch) would make ``terminate``, hence joblib, wait
+    forever. With every worker dead, nobody else can hold the lock.
+    """
+    workers = list(getattr(pool, "_pool", None) or ())
+    for process in workers:
+        with contextlib.suppress(Exception):
+            process.kill()
+    deadline = time.monotonic() + wait
+    for process in workers:
+        with contextlib.suppress(Exception):
+            process.join(max(0.0, deadline - time.monotonic()))
+    lock = getattr(getattr(pool, "_inqueue", None), "_rlock", None)
+    if lock is not None and not lock.acquire(False):
+        with contextlib.suppress(ValueError):
+            lock.release()
+    elif lock is not None:
+        lock.release()
 
 
 def exit_code_text(code) -> str:
