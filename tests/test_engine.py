@@ -15,6 +15,7 @@ from estimators_for_tests import (
     WhereAmIClassifier,
 )
 from numpy.testing import assert_array_equal
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.frozen import FrozenEstimator
 
 import skbatch
@@ -481,6 +482,47 @@ def test_warning_with_a_demanding_constructor_is_relayed(iris):
     assert all(w.category is DriftWarning for w in caught)
     with pytest.warns(DriftWarning):
         assert_array_equal(out, model.predict(X))
+
+
+class _WarnsOnRow100(TransformerMixin, BaseEstimator):
+    """Slow on the first rows (the calling thread's probe and check run while
+    worker threads work); warns about row 100 (column 0: the row's index)."""
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        import time
+
+        rows = np.asarray(X)[:, 0]
+        if (rows < 64).any():
+            time.sleep(0.3)
+        if 100 in rows:
+            time.sleep(0.5)
+            warnings.warn("row 100 looks suspicious", UserWarning, stacklevel=2)
+        return np.asarray(X, dtype=float)
+
+
+def test_a_worker_threads_warning_is_never_swallowed_by_the_callers_check():
+    # A recalled plan starts worker threads while the calling thread runs its
+    # row-wise check: silencing the check's warnings (catch_warnings is
+    # process-wide) dropped what the threads warned meanwhile, "error"
+    # filters included; resetting the filters showed "default" warnings twice.
+    X = np.repeat(np.arange(3000, dtype=float), 2).reshape(-1, 2)
+    batched = BatchedTransformer(
+        _WarnsOnRow100(), backend="threading", n_jobs=2, batch_size=500
+    ).fit(X)
+    with pytest.warns(UserWarning, match="row 100"):
+        batched.transform(X)  # measured: later calls recall the plan
+    for _ in range(2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(UserWarning, match="row 100 looks suspicious"):
+                batched.transform(X)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        batched.transform(X)
+    assert [str(w.message) for w in caught] == ["row 100 looks suspicious"]
 
 
 def test_concurrent_calls_leave_warnings_working(iris):

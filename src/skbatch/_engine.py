@@ -1009,11 +1009,10 @@ def _tail_output(call, X_rows, start, stop, extra_start, extra_stop):
             [rows, copy_rows(X_rows, extra_start, extra_stop)],
             [stop - start, extra_stop - extra_start], per_output=False,
         )  # fmt: skip
-    # Every row here is computed again for real (the tail in the probe, the
-    # last rows in their chunk), warnings included: these would be repeats.
-    with warnings.catch_warnings(record=True):
-        warnings.simplefilter("always")
-        return run_within(call.timeout, lambda: call(rows))
+    # Its warnings are not silenced, although its rows run again for real:
+    # catch_warnings would swap the filters of the whole process, and drop
+    # what worker threads (or the user's) warned meanwhile.
+    return run_within(call.timeout, lambda: call(rows))
 
 
 def _check_row_wise(call, X_rows, tail, first, probe_stop, label):
