@@ -402,6 +402,48 @@ def test_ctrl_c_stops_every_batch_and_leaves_nothing(
     assert sum(n_rows for _, _, n_rows, _, _ in calls) < 100_000
 
 
+ITEMS_INTERRUPT = """
+log = open({tmp!r} + "/items", "a", buffering=1)
+
+def work(item):  # a side effect per item: a request, a file written
+    time.sleep(0.002)
+    log.write(f"{{item}} {{time.time()!r}}\\n")
+    return item
+
+def press_ctrl_c():
+    time.sleep(1.5)
+    global pressed
+    pressed = time.time()
+    os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=press_ctrl_c, daemon=True).start()
+try:
+    skbatch.batch_process(list(range(40_000)), work, n_jobs=2,
+                          batch_size=10_000, backend={backend!r}, progress=True)
+    outcome = "finished"
+except KeyboardInterrupt:
+    outcome = "KeyboardInterrupt"
+returned = time.time()
+facts = hygiene()
+time.sleep(1.0)  # anything still running would process items meanwhile
+done(outcome=outcome, pressed=pressed, returned=returned, **facts)
+"""
+
+
+@pytest.mark.parametrize("backend", ["threading", "sequential"])
+def test_ctrl_c_stops_a_plain_function_between_items(tmp_path, backend):
+    # A plain function over items has no batches to keep whole: a batch of
+    # 10,000 items (20 s here) stops at its next sub-chunk, not at its end,
+    # and no item is processed after KeyboardInterrupt reached the caller.
+    facts = run_scenario(tmp_path, ITEMS_INTERRUPT, backend=backend)
+    assert facts["outcome"] == "KeyboardInterrupt"
+    assert facts["threads"] == [] and facts["bars"] == 0
+    with open(tmp_path / "items") as f:
+        stamps = [float(line.split()[1]) for line in f]
+    assert stamps and not [t for t in stamps if t > facts["returned"]]
+    assert len(stamps) < 40_000
+
+
 TIMEOUT = """
 X = rows(4000)
 model = FaultyTransformer({fault!r}, rows=[{bad_row}], in_workers_only={workers},

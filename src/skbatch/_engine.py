@@ -211,6 +211,7 @@ def run(
     record=None,
     bar_options=None,
     repeatable=True,
+    splittable=True,
     timeout=None,
     max_retries=0,
 ):
@@ -244,6 +245,11 @@ def run(
         and of worker processes, one whole-input call after a failure).
         False for plain functions, which may have side effects: each row is
         computed exactly once and errors are raised as they are.
+    splittable : bool
+        Whether a user's batch may run in several calls (each of about half
+        a second at most), so that an interrupt or a failure elsewhere stops
+        it between two. False where each call must get the whole batch (a
+        plain function given batches).
     timeout : float or None
         Seconds one batch may run, from when it starts in its worker.
     max_retries : int
@@ -253,6 +259,7 @@ def run(
     label = label or f"{type(model).__name__}.{method}"
     call = MethodCall(model, method, params, label, repeatable)
     call.timeout, call.max_retries = timeout, max_retries
+    call.splittable = splittable
     n = num_rows(X)
     if record is None:
         record = CallReport(label, n)
@@ -473,7 +480,7 @@ def _run_measured(call, X_rows, n, kind, n_workers, batch_size, report, record):
                 "one worker" if n_workers == 1 else "sequential backend asked for"
             )
             chunk = batch_size or chunk_rows_for(n - probe_stop, row_nbytes(X_rows))
-            if batch_size is not None and call.repeatable:
+            if batch_size is not None and call.splittable:
                 costs = Costs(0.0, probe_seconds / probe_stop)
                 call.sub_rows = _sub_rows(costs, X_rows, n, batch_size)
             cursor = RowCursor(probe_stop, n, n_workers=1, fixed_rows=chunk)
@@ -725,7 +732,7 @@ def _execute(
             start, n, n_workers=n_workers, min_rows=smallest, max_rows=largest
         )
         record.chunk_rows = largest
-    if batch_size is not None and call.repeatable:
+    if batch_size is not None and call.splittable:
         # A user's batch runs in calls of bounded time, so that an interrupt
         # or a failure elsewhere stops it soon.
         call.sub_rows = _sub_rows(plan.costs, X_rows, n, batch_size)

@@ -264,6 +264,7 @@ def batch_process(
         verbose=verbose,
         label=f"batch_process({mapper.name})",
         repeatable=False,
+        splittable=not mapper.batched,  # one item at a time: may stop anywhere
         timeout=None if timeout is None else float(timeout),
         max_retries=int(max_retries),
     )

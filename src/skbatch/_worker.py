@@ -133,6 +133,8 @@ class MethodCall:
         self.timeout = None
         self.max_retries = 0
         self.sub_rows = None
+        #: Whether a batch may run in several calls (sub-chunks).
+        self.splittable = True
         #: Where a worker process marks the batch it runs (None: nowhere).
         self.run_marks = None
 
