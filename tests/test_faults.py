@@ -498,6 +498,20 @@ def test_a_stuck_batch_times_out_and_the_process_can_exit(
     # Run to the end: the process exited although a thread may be stuck.
 
 
+def test_a_hang_in_the_rows_each_worker_checks_times_out_too(tmp_path):
+    # Every worker process runs the first rows again, to compare its outputs
+    # with the caller's; a model that hangs only in a fresh process hangs
+    # there, and that must time out like a batch.
+    facts = run_scenario(
+        tmp_path, TIMEOUT, fault="sleep", bad_row=10, workers=True,
+        per_call=0.0, backend="loky", timeout=1.5,
+    )  # fmt: skip
+    assert facts["type"] == "BatchTimeoutError", facts
+    assert "rows [0, 64) of 4000" in facts["message"]
+    assert "to check its outputs" in facts["message"]
+    assert facts["children"] == []
+
+
 def test_the_timeout_clock_starts_when_the_batch_starts(tmp_path):
     # Starting the worker processes takes longer than the timeout here; each
     # batch takes a fraction of it. Counted from submission, batches would

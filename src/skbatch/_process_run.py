@@ -243,7 +243,7 @@ class ProcessRun:
                 if self._broken(exc, lo, hi):
                     continue  # sent again: still in flight
             except WorkerOverran as exc:
-                if self._overran(exc.pid, lo, hi):
+                if self._overran(exc, lo, hi):
                     continue
             except (ModelNotLoadedError, ChunkSkipped, CancelledError) as exc:
                 # None of the rows ran: the caller does them if they count.
@@ -286,20 +286,24 @@ class ProcessRun:
         self.cursor.fail_at(lo)
         self._stop_at(lo)
 
-    def _overran(self, pid, lo, hi) -> bool:
+    def _overran(self, overran, lo, hi) -> bool:
         """A worker process's batch ran past the timeout: kill the workers.
         Returns whether the batch was sent again.
 
         loky's pool does not survive a lost worker (it ends the others, in
         its own time), so all of them go now: none outlives the error."""
-        self._killed.add(pid)
+        self._killed.add(overran.pid)
         kill_workers()
         if self._retry(lo, hi):
             return True
+        where = f"worker process {overran.pid}"
+        index, rows = self.record.batches.index(lo), (lo, hi)
+        if overran.probe:  # the rows every worker process checks first
+            index, rows = 0, (0, self.probe_stop)
+            where += " (which runs them again, to check its outputs)"
         error = timeout_error(
-            self.call.label, self.record.batches.index(lo), lo, hi,
-            self.record.n_rows, self.call.timeout, f"worker process {pid}",
-            "the worker processes were killed (the next call starts fresh ones)",
+            self.call.label, index, *rows, self.record.n_rows, self.call.timeout,
+            where, "the worker processes were killed (the next call starts fresh ones)",
         )  # fmt: skip
         self._failure(lo, hi, error)
         return False

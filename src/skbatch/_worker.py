@@ -41,11 +41,12 @@ class _RowsNotRun(RuntimeError):
 
 class WorkerOverran(Exception):
     """A worker process's batch ran past its timeout; ``pid`` is the worker,
-    which the caller kills (the batch goes on in a thread there)."""
+    which the caller kills (the batch goes on in a thread there). ``probe``:
+    it was the probe rows, which each worker process runs again once."""
 
-    def __init__(self, pid):
-        super().__init__(pid)
-        self.pid = pid
+    def __init__(self, pid, probe=False):
+        super().__init__(pid, probe)
+        self.pid, self.probe = pid, probe
 
 
 # ----------------------------------------------------------------- the model
@@ -365,7 +366,15 @@ def run_process_chunk(
                 raise WorkerOverran(os.getpid()) from None
             probe_out = None
             if check[1] is not None and _CHECKED_CALL[0] != check[0]:
-                probe_out = getattr(model, method)(check[1], **params)
+                # The probe rows again, under the same limit: a model that
+                # hangs only in a fresh process must not hang the call here.
+                try:
+                    probe_out = run_within(
+                        timeout, lambda: getattr(model, method)(check[1], **params),
+                        inner,
+                    )  # fmt: skip
+                except BatchOverran:
+                    raise WorkerOverran(os.getpid(), probe=True) from None
                 _CHECKED_CALL[0] = check[0]
     except (ChunkSkipped, WorkerOverran):
         raise
