@@ -587,6 +587,24 @@ def _module_registry(filename: str, cache: dict):
     return cache[filename]
 
 
+def _shipped_code_file(filename: str, lineno: int) -> str:
+    """The caller's file for a warning raised by code shipped by value.
+
+    cloudpickle names such code ``<dynamic-code>``; it is most often a class
+    from the running script, whose warning the caller may have shown already
+    from the real file (the first rows run there): the same file keeps
+    Python's default filter to once. Only when the script's line there warns.
+    """
+    if filename != "<dynamic-code>":
+        return filename
+    import linecache
+
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if main_file and "warn" in linecache.getline(main_file, lineno):
+        return main_file
+    return filename
+
+
 def reissue_warnings(records) -> None:
     """Issue each distinct recorded warning once, under the caller's filters."""
     seen, registries = set(), {}
@@ -601,6 +619,7 @@ def reissue_warnings(records) -> None:
             text = message
             message = category.__new__(category)
             message.args = (text,)
+        filename = _shipped_code_file(filename, lineno)
         module, registry = _module_registry(filename, registries)
         warnings.warn_explicit(
             message, category, filename, lineno, module=module, registry=registry
