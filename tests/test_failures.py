@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from numpy.testing import assert_array_equal
+from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.frozen import FrozenEstimator
 
 from skbatch import (
@@ -210,6 +210,8 @@ def test_batch_process_timeout_and_retries():
         ({"timeout": 0}, "timeout"),
         ({"timeout": -1.0}, "timeout"),
         ({"timeout": "10"}, "timeout"),
+        ({"timeout": True}, "timeout"),
+        ({"timeout": float("nan")}, "timeout"),
         ({"max_retries": -1}, "max_retries"),
         ({"max_retries": 1.5}, "max_retries"),
         ({"max_retries": True}, "max_retries"),
@@ -222,3 +224,20 @@ def test_bad_failure_options_are_rejected(params, match):
         BatchedPredictor(LinearRegression(), **params).fit(X, X[:, 0])
     with pytest.raises(ValueError, match=match):
         batch_process([1], str, **params)
+
+
+@pytest.mark.parametrize("no_limit", [float("inf"), 1e10])
+def test_a_timeout_too_long_to_wait_for_means_no_limit(no_limit):
+    # threading waits at most TIMEOUT_MAX (about 292 years): past it (inf
+    # included), a timeout is no limit rather than an OverflowError.
+    from sklearn.linear_model import LinearRegression
+
+    y = X[:, 0]
+    batched = BatchedPredictor(
+        LinearRegression(), n_jobs=2, backend="threading", batch_size=50,
+        timeout=no_limit,
+    ).fit(X, y)  # fmt: skip
+    assert_allclose(batched.predict(X), batched.estimator_.predict(X))
+    assert batch_process(list(range(300)), str, timeout=no_limit, n_jobs=2,
+                         backend="threading", batch_size=50, progress=False
+                         ) == [str(i) for i in range(300)]  # fmt: skip

@@ -103,15 +103,22 @@ def note_batch(exc, label, index, lo, hi, n_rows, attempts=1):
     )
 
 
-def check_failure_options(timeout, max_retries) -> None:
-    """Raise a clear error for a bad ``timeout`` or ``max_retries``."""
+def check_failure_options(timeout, max_retries):
+    """Raise a clear error for a bad ``timeout`` or ``max_retries``; return the
+    timeout to use: None for no limit (``inf``, or past what a thread can wait
+    for, counts as none).
+
+    >>> check_failure_options(2, 0), check_failure_options(float("inf"), 1)
+    (2.0, None)
+    """
     from numbers import Integral, Real
 
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, Real) or not timeout > 0
+    if isinstance(timeout, bool) or (
+        timeout is not None and not (isinstance(timeout, Real) and timeout > 0)
     ):
         raise ValueError(
-            f"timeout must be a positive number of seconds or None; got {timeout!r}."
+            "timeout must be a positive number of seconds, or None (or inf) for "
+            f"no limit; got {timeout!r}."
         )
     if (
         isinstance(max_retries, bool)
@@ -121,6 +128,9 @@ def check_failure_options(timeout, max_retries) -> None:
         raise ValueError(
             f"max_retries must be a non-negative int; got {max_retries!r}."
         )
+    if timeout is None or timeout >= threading.TIMEOUT_MAX:
+        return None
+    return float(timeout)
 
 
 def timeout_error(label, index, lo, hi, n_rows, seconds, where, stopped):

@@ -34,6 +34,7 @@ from skbatch._delegation import (
     route,
 )
 from skbatch._errors import SerialFallbackWarning
+from skbatch._failures import check_failure_options
 from skbatch._fit_cache import fit_into
 from skbatch._indexing import num_rows
 from skbatch._plan import CallReport
@@ -240,7 +241,7 @@ class BatchedPredictor(WrapsEstimatorMixin, MetaEstimatorMixin, SkbatchEstimator
         "n_jobs": [Integral, None],
         "batch_size": [Integral, None],
         "backend": [str, None],
-        "timeout": [Interval(Real, 0, None, closed="neither"), None],
+        "timeout": [Interval(Real, 0, np.inf, closed="right"), None],
         "max_retries": [Interval(Integral, 0, None, closed="left")],
         "progress": ["boolean", StrOptions({"overall", "workers"})],
         "progress_bar_kwargs": [dict, None],
@@ -310,11 +311,12 @@ class BatchedPredictor(WrapsEstimatorMixin, MetaEstimatorMixin, SkbatchEstimator
         if snapshot in _VALIDATED:
             return validate_bar_options(self.progress_bar_kwargs)
         self._validate_params()
-        for name in ("n_jobs", "batch_size", "max_retries"):
+        for name in ("n_jobs", "batch_size"):
             if isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(
                     f"{name} must be an int or None, got {getattr(self, name)!r}."
                 )
+        check_failure_options(self.timeout, self.max_retries)
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(
                 f"batch_size must be a positive number of rows or None, got "
@@ -427,7 +429,7 @@ class BatchedPredictor(WrapsEstimatorMixin, MetaEstimatorMixin, SkbatchEstimator
             n_jobs=self.n_jobs,
             backend=self.backend,
             batch_size=self.batch_size,
-            timeout=self.timeout,
+            timeout=check_failure_options(self.timeout, self.max_retries),
             max_retries=self.max_retries,
             progress=self._progress_mode(),
             verbose=self.verbose,

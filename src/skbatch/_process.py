@@ -239,7 +239,7 @@ def batch_process(
         raise ValueError(
             f"batch_size must be a positive int or None; got {batch_size!r}."
         )
-    check_failure_options(timeout, max_retries)
+    timeout = check_failure_options(timeout, max_retries)
     options = {
         "unit": "items",
         "desc": getattr(function, "__name__", None) or "batch_process",
@@ -265,7 +265,7 @@ def batch_process(
         label=f"batch_process({mapper.name})",
         repeatable=False,
         splittable=not mapper.batched,  # one item at a time: may stop anywhere
-        timeout=None if timeout is None else float(timeout),
+        timeout=timeout,
         max_retries=int(max_retries),
     )
     return list(out) if isinstance(out, RowList) else out
