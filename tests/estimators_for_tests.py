@@ -419,6 +419,8 @@ class FaultyTransformer(TransformerMixin, BaseEstimator):
 
     - ``"raise"``: ``ValueError("bad row <r>")``;
     - ``"unpicklable"``: an exception holding a lock (it cannot travel);
+    - ``"base"``: :class:`RowAbort`, a ``BaseException`` its pickle cannot
+      rebuild;
     - ``"kill"``: SIGKILL to its own process (as the out-of-memory killer);
     - ``"exit"``: ``os._exit(3)``;
     - ``"segfault"``: reads address 0 (a crash in native code);
@@ -495,6 +497,8 @@ class FaultyTransformer(TransformerMixin, BaseEstimator):
             raise ValueError(f"bad row {row}")
         if self.fault == "unpicklable":
             raise LockedError(f"bad row {row}", threading.Lock())
+        if self.fault == "base":
+            raise RowAbort(row, "aborted")
         if self.fault == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
         if self.fault == "exit":
@@ -518,3 +522,12 @@ class LockedError(Exception):
     def __init__(self, message, lock):
         super().__init__(message)
         self.lock = lock
+
+
+class RowAbort(BaseException):
+    """Not an ``Exception``, and its ``__init__`` needs two arguments: its
+    pickle cannot rebuild it."""
+
+    def __init__(self, row, why):
+        super().__init__(f"row {row}: {why}")
+        self.row, self.why = row, why

@@ -232,6 +232,39 @@ def test_an_exception_that_cannot_travel_keeps_its_name_message_and_traceback(
     assert any("rows [1564, 1664)" in note for note in facts["notes"])
 
 
+BASE = """
+_schedule.CALLER_TAKES_ROWS = False  # the failing rows run in a process
+X = rows(3000)
+model = FaultyTransformer("base", rows=[1650], in_workers_only=True).fit(X)
+batched = BatchedTransformer(FrozenEstimator(model), n_jobs=2, batch_size=100,
+                             backend={backend!r})
+try:
+    batched.transform(X)
+except BaseException as exc:
+    error = exc
+done(type=type(error).__name__, message=str(error), row=getattr(error, "row", None),
+     notes=getattr(error, "__notes__", []), cause=str(error.__cause__),
+     **hygiene())
+"""
+
+
+@pytest.mark.parametrize("backend", ["loky", "multiprocessing"])
+def test_a_base_exception_that_cannot_be_rebuilt_arrives_as_itself(tmp_path, backend):
+    # Not an Exception, and its pickle cannot rebuild it: it broke loky's
+    # result channel ("failed to un-serialize", read as a dead worker) and
+    # hung the multiprocessing pool.
+    facts = run_scenario(tmp_path, BASE, backend=backend)
+    assert (facts["type"], facts["message"]) == ("RowAbort", "row 1650: aborted")
+    assert facts["row"] == 1650
+    # The worker's traceback, down to the estimator's line, is chained.
+    assert "_misbehave" in facts["cause"] and "RowAbort" in facts["cause"]
+    if backend == "loky":  # (skbatch's own pool: its workers stay for later)
+        assert any("rows [1564, 1664)" in note for note in facts["notes"])
+    else:
+        assert facts["children"] == []
+    assert facts["threads"] == []
+
+
 DEATH = """
 _schedule.CALLER_TAKES_ROWS = False  # rows go to the workers
 X = rows(3000)

@@ -115,6 +115,7 @@ from skbatch._worker import (
     MethodCall,
     ModelNotLoadedError,
     SharedModel,
+    chain_worker_traceback,
     pack_filters,
     reissue_warnings,
     run_batch,
@@ -392,6 +393,7 @@ def _run(
         record.reasons.append(
             f"rows {failure.lo}:{failure.hi} raised {type(failure.error).__name__}"
         )
+        chain_worker_traceback(failure.error)
         raise failure.error
     warnings.warn(
         SerialFallbackWarning(
@@ -941,9 +943,9 @@ def _run_joblib(call, X_rows, n, parallel, cross_process, batch_size, monitor, r
         raise _pool_worker_died(
             call.label, watch.dead, shipped.run_marks, batches, n
         ) from None
-    except ModelNotLoadedError:
-        raise  # not the rows' failure: one call in the caller instead
-    except Exception as exc:
+    except (ModelNotLoadedError, KeyboardInterrupt, GeneratorExit):
+        raise  # not the rows' failure (ModelNotLoadedError: one call instead)
+    except BaseException as exc:  # a user's BaseException subclass too
         # joblib raises the first failure it meets, and stops the others.
         raise BatchFailed(probe_stop, n, exc) from None
     finally:

@@ -378,7 +378,7 @@ def run_process_chunk(
                 _CHECKED_CALL[0] = check[0]
     except (ChunkSkipped, WorkerOverran):
         raise
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit, a user's BaseException too
         raise _travelling(exc) from None
     warned = [portable_warning(w) for w in caught]
     return os.getpid(), loaded, out, warned, probe_out
@@ -465,7 +465,7 @@ def run_batch(config, filters_blob, call, X_batch, batch, chunk_rows, report, co
             with warnings.catch_warnings(record=True) as caught:
                 _apply_filters(filters_blob)
                 parts, n_rows = run_rows(call, X_batch, chunk_rows, report, copy, batch)
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit, a user's BaseException too
             raise _travelling(exc) from None
         finally:
             unmark_batch(call.run_marks)
@@ -516,14 +516,28 @@ def _rebuild_exception(blob):
     exc.args = args
     exc.__dict__.update(state)
     exc.__cause__ = WorkerTraceback(text)
+    # The pool chains its own traceback (of the re-raise) over this one as
+    # it unpickles: the caller chains this one back (chain_worker_traceback).
+    exc.__dict__[_TRACEBACK_KEY] = text
     return exc
+
+
+_TRACEBACK_KEY = "_skbatch_worker_traceback"
+
+
+def chain_worker_traceback(exc: BaseException) -> None:
+    """Chain to ``exc``, rebuilt from a worker process, the traceback it had
+    there (the estimator's frames) in place of the pool's re-raise."""
+    text = getattr(exc, "__dict__", {}).pop(_TRACEBACK_KEY, None)
+    if text is not None:
+        exc.__cause__ = WorkerTraceback(text)
 
 
 def _traceback_text(exc) -> str:
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
-def _travelling(exc: Exception) -> Exception:
+def _travelling(exc: BaseException) -> Exception:
     """``exc``, in a form that reaches the caller as an exception of its own
     class whenever possible, and never breaks a result channel.
 
