@@ -78,3 +78,33 @@ def test_threads_share_the_model_instead(locked_pipe, X):
         FrozenEstimator(locked_pipe), n_jobs=2, backend="threading"
     )
     np.testing.assert_array_equal(batched.transform(X), locked_pipe.transform(X))
+
+
+@pytest.mark.parametrize("backend", ["loky", "multiprocessing"])
+def test_an_unshippable_function_fails_before_any_item_is_processed(backend):
+    # Its side effects would be done already, and done again by a rerun on
+    # threads.
+    from skbatch import batch_process
+
+    lock, processed = threading.Lock(), []
+
+    def record(item):
+        with lock:
+            processed.append(item)
+        return item
+
+    with pytest.raises(UnshippableModelError, match="function cannot be sent") as e:
+        batch_process(list(range(5000)), record, n_jobs=2, backend=backend,
+                      progress=False)  # fmt: skip
+    assert processed == []
+    # The user's own function, and the variable it closes over.
+    assert "record.<closure variable 'lock'> (a _thread.lock)" in str(e.value)
+
+
+def test_the_path_goes_through_a_functions_globals():
+    # A function from no importable module (a script's) travels by value,
+    # with the globals it reads.
+    namespace = {"__name__": "a_script_of_the_user", "LOCK": threading.Lock()}
+    exec("def uses_lock(x):\n    return LOCK, x\n", namespace)
+    where, _ = unpicklable_part(namespace["uses_lock"])
+    assert where == "uses_lock.<global 'LOCK'> (a _thread.lock)"

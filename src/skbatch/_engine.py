@@ -469,6 +469,48 @@ _PATH_OF_KIND = {"threads": "threads", "processes": "processes"}
 
 
 def _run_measured(call, X_rows, n, kind, n_workers, batch_size, report, record):
+    if kind != "processes" or n_workers == 1:
+        return _measured(call, X_rows, n, kind, n_workers, batch_size, report, record)
+    # Worker processes asked for: a model that cannot go to them is said so
+    # before any row runs (a plain function's side effects included), and
+    # is pickled once for the call.
+    call.model_ref = _publish(call, record, asked=True)
+    try:
+        return _measured(call, X_rows, n, kind, n_workers, batch_size, report, record)
+    finally:
+        release_model(call.model_ref)
+        call.model_ref = None
+
+
+def _shipped_as(call) -> str:
+    """What the user calls the thing sent to workers: "model", or "function"
+    for :func:`skbatch.batch_process`."""
+    return getattr(call.model, "shipped_as", "model")
+
+
+def _publish(call, record, asked):
+    """The model's file for worker processes (a :class:`ModelRef`), or None
+    when it cannot be sent and processes were not ``asked`` for (the reason
+    is recorded); raises when they were."""
+    try:
+        ref = publish_model(call.model)
+    except Exception as exc:
+        unwritten = isinstance(exc, ModelFileError)
+        why = str(exc) if unwritten else why_unshippable(call.model)
+        if asked:  # processes were asked for: say so, and what is in the way
+            if unwritten:
+                raise
+            raise unshippable_error(call.label, why, _shipped_as(call)) from exc
+        record.reasons.append(
+            f"the model cannot be sent to worker processes ({why}): calling "
+            "thread alone"
+        )
+        return None
+    record.model_pickles += 1
+    return ref
+
+
+def _measured(call, X_rows, n, kind, n_workers, batch_size, report, record):
     outputs = Outputs()
     clock = _PhaseClock(record)
     if n_workers == 1 or kind == "serial":
@@ -794,25 +836,13 @@ def _run_processes(
     thread (which first runs ``caller_first``, if given). Returns the warnings
     the workers raised and whether their start was part of this call."""
     _try_first_nonfinite_row(call, X_rows, cursor.position)
-    try:
-        ref = publish_model(call.model)
-    except Exception as exc:
-        unwritten = isinstance(exc, ModelFileError)
-        why = str(exc) if unwritten else why_unshippable(call.model)
-        if asked:  # processes were asked for: say so, and what is in the way
-            if unwritten:
-                raise
-            raise unshippable_error(call.label, why) from exc
+    ref = call.model_ref or _publish(call, record, asked)
+    if ref is None:
         record.path = "in-process"
-        record.reasons.append(
-            f"the model cannot be sent to worker processes ({why}): calling "
-            "thread alone"
-        )
         if caller_first is not None:
             caller_first()
         run_in_caller(call, X_rows, cursor, outputs, report, record)
         return [], False
-    record.model_pickles += 1
     record.path, record.inner_threads = "processes", inner
     memmap = MemmapRows.describe(X_rows)
     record.rows_transfer = "memmap" if memmap is not None else "pickled"
@@ -830,7 +860,8 @@ def _run_processes(
             caller_first=caller_first,
         ).run()  # fmt: skip
     finally:
-        release_model(ref)
+        if ref is not call.model_ref:  # (published early: released there)
+            release_model(ref)
     if cold and run.first_ready is not None:
         note_start_seconds(run.first_ready)
     seen = set()
@@ -878,6 +909,15 @@ def _run_joblib(call, X_rows, n, parallel, cross_process, batch_size, monitor, r
     label = call.label
     n_workers = parallel.n_jobs
     report = monitor.reporter
+    shared = SharedModel(call.model)
+    if cross_process:
+        try:  # serialized once, now (before any row runs): every task reuses it
+            shared.__reduce__()
+        except Exception as exc:
+            raise unshippable_error(
+                label, why_unshippable(call.model), _shipped_as(call)
+            ) from exc
+        record.model_pickles += 1
     probe_stop, first, _ = _probe(
         call, X_rows, n, n_workers, report, record, batch_size=batch_size
     )
@@ -897,15 +937,9 @@ def _run_joblib(call, X_rows, n, parallel, cross_process, batch_size, monitor, r
         f"joblib backend {backend_name}: {len(batches)} batches of <= "
         f"{batches[0].n_rows} rows"
     )
-    shared = SharedModel(call.model)
     shipped = MethodCall(shared, call.method, call.params, label)
     if cross_process:
-        try:  # serialized once, now: every task reuses these bytes
-            shared.__reduce__()
-        except Exception as exc:
-            raise unshippable_error(label, why_unshippable(call.model)) from exc
         copy = "never" if is_readonly_array(X_rows) else "readonly"
-        record.model_pickles += 1
     else:
         copy = "always"
     # Like sklearn.utils.parallel, carry the scikit-learn config into

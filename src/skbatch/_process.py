@@ -32,11 +32,19 @@ class ItemFunction:
     as the "model" the engine calls (picklable when the function is, through
     cloudpickle: lambdas and closures too)."""
 
+    #: What messages call it when it cannot be sent to worker processes.
+    shipped_as = "function"
+
     def __init__(self, function, args, kwargs, batched):
         self.function = function
         self.args = args
         self.kwargs = kwargs
         self.batched = batched
+
+    @property
+    def user_part(self):
+        """What the user gave (for messages about what cannot be pickled)."""
+        return self.function
 
     @property
     def name(self) -> str:

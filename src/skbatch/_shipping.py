@@ -9,12 +9,27 @@ the error can say ``Pipeline.steps['scale'].lock_``.
 
 from __future__ import annotations
 
+import types
+
 from skbatch._errors import UnshippableModelError
 from skbatch._worker import cloudpickle
 
 
 def _children(obj):
     """``(label, child)`` for the parts of ``obj`` a pickle holds."""
+    if isinstance(obj, types.FunctionType):
+        # cloudpickle sends a script's function with its closure and the
+        # globals it reads.
+        code = obj.__code__
+        for name, cell in zip(code.co_freevars, obj.__closure__ or (), strict=True):
+            try:
+                yield f".<closure variable {name!r}>", cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+        for name in code.co_names:
+            if name in obj.__globals__:
+                yield f".<global {name!r}>", obj.__globals__[name]
+        return
     if isinstance(obj, (list, tuple)):
         for i, item in enumerate(obj):
             named = isinstance(item, tuple) and len(item) >= 2
@@ -44,7 +59,10 @@ def unpicklable_part(obj) -> tuple[str, BaseException] | None:
         return None
     except Exception as exc:
         error = exc
-    path, current, seen = type(obj).__name__, obj, {id(obj)}
+    root = type(obj).__name__
+    if isinstance(obj, types.FunctionType):
+        root = obj.__qualname__
+    path, current, seen = root, obj, {id(obj)}
     while True:
         for label, child in _children(current):
             if id(child) in seen:
@@ -61,19 +79,24 @@ def unpicklable_part(obj) -> tuple[str, BaseException] | None:
 
 
 def why_unshippable(model) -> str:
-    """ "<path> (a <type>) cannot be pickled (<error>)", for messages."""
-    found = unpicklable_part(model)
+    """ "<path> (a <type>) cannot be pickled (<error>)", for messages. A
+    wrapper naming its ``user_part`` (batch_process's function) is searched
+    from that part."""
+    found = unpicklable_part(getattr(model, "user_part", model))
+    if found is None:  # the user's part pickles: its arguments, then?
+        found = unpicklable_part(model)
     if found is None:
         return f"{type(model).__name__} cannot be pickled"
     where, error = found
     return f"{where} cannot be pickled ({type(error).__name__}: {error})"
 
 
-def unshippable_error(label: str, why: str) -> UnshippableModelError:
-    """The error for a model that cannot be sent to worker processes."""
+def unshippable_error(label: str, why: str, what="model") -> UnshippableModelError:
+    """The error for a model (or ``what``) that cannot be sent to worker
+    processes."""
     return UnshippableModelError(
-        f"{label}: the model cannot be sent to worker processes, because "
+        f"{label}: the {what} cannot be sent to worker processes, because "
         f"{why}. Drop or recreate that attribute (a lock, an open file, a "
-        "connection) before predicting, or use backend='threading', which "
-        "shares the model instead of sending it."
+        "connection) before the call, or use backend='threading', which "
+        f"shares the {what} instead of sending it."
     )

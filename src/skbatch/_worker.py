@@ -136,6 +136,8 @@ class MethodCall:
         self.sub_rows = None
         #: Whether a batch may run in several calls (sub-chunks).
         self.splittable = True
+        #: The model's file for worker processes, when published for the call.
+        self.model_ref = None
         #: Where a worker process marks the batch it runs (None: nowhere).
         self.run_marks = None
 
