@@ -159,7 +159,7 @@ def worker_died(
         )
         others = sorted(set(rows_lost) - {(lo, hi) for _, lo, hi in running})
         also = ", ".join(f"[{lo}, {hi})" for lo, hi in others)
-        when = what + (f"; rows {also} were with other workers" if also else "")
+        when = what + (f"; rows {also} were lost with the pool" if also else "")
     else:
         ranges = ", ".join(f"[{lo}, {hi})" for lo, hi in sorted(rows_lost))
         when = (

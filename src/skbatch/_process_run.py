@@ -62,6 +62,57 @@ def _remove_markers(stop_file):
     remove_marks(f"{stop_file}.run")
 
 
+class _StopFiles:
+    """Stop files (and batch markers) of calls that ended, kept while tasks
+    they sent may still start (after a failure or an interrupt), then
+    removed: by the next call, once those tasks have settled, or at exit.
+
+    A call's file is listed here before it can exist, so an interrupt at any
+    point (a second Ctrl-C during cleanup) leaves nothing behind at exit.
+    """
+
+    def __init__(self):
+        self._kept = {}  # stop file -> tasks that may still read it
+        self._lock = threading.Lock()
+        atexit.register(self.remove_all)
+
+    def keep(self, stop_file, tasks=None):
+        """Keep ``stop_file`` until ``tasks`` settle (None: its call runs)."""
+        with self._lock:
+            self._kept[stop_file] = None if tasks is None else list(tasks)
+
+    def settled(self, stop_file):
+        """Every task of ``stop_file``'s call has settled: remove it now."""
+        with self._lock:
+            self._kept.pop(stop_file, None)
+        _remove(stop_file)
+        _remove_markers(stop_file)
+
+    def sweep(self):
+        """Remove the files whose calls' tasks have all settled since."""
+        with self._lock:
+            done = [
+                path
+                for path, tasks in self._kept.items()
+                if tasks is not None and all(task.done() for task in tasks)
+            ]
+            for path in done:
+                del self._kept[path]
+        for path in done:
+            _remove(path)
+            _remove_markers(path)
+
+    def remove_all(self):
+        with self._lock:
+            paths, self._kept = list(self._kept), {}
+        for path in paths:
+            _remove(path)
+            _remove_markers(path)
+
+
+_stop_files = _StopFiles()
+
+
 class ProcessRun:
     """Rows run by the calling thread and by skbatch's worker processes.
 
@@ -103,6 +154,8 @@ class ProcessRun:
         # Tasks already sent to a worker cannot be cancelled; they read this
         # file before they start and between sub-chunks (a stat each).
         self._stop_file = os.path.join(temp_folder(), f"skbatch-stop-{self.token}")
+        _stop_files.sweep()  # earlier calls' files, once their tasks settled
+        _stop_files.keep(self._stop_file)  # removed at exit, whatever happens
         self.trusted, self.distrusted = set(), set()
         self._worker_probes = {}  # pid -> its probe output, not yet compared
         self._unverified = {}  # pid -> [(lo, hi, output, warnings)]
@@ -423,24 +476,22 @@ class ProcessRun:
         except BaseException as exc:
             self.cursor.abort()
             self._stop_at(-1)
+            _stop_files.keep(self._stop_file, self._pending_tasks())
             if not isinstance(exc, Exception):
                 kill_workers()  # an interrupt: nothing may go on computing
-            atexit.register(_remove, self._stop_file)
-            atexit.register(_remove_markers, self._stop_file)
             raise
         finally:
             self._completions.put(None)
             if dispatcher.ident is not None:
                 dispatcher.join()
+        running = self._running_on_dead_workers()
         if self.failures or self.fatal is not None:
             # Tasks still with workers may start later and must find the
-            # stop file: it goes when this process exits.
-            atexit.register(_remove, self._stop_file)
-            atexit.register(_remove_markers, self._stop_file)
+            # stop file: it goes once they have settled.
+            _stop_files.keep(self._stop_file, self._pending_tasks())
+            _remove_markers(self._stop_file)
         else:
-            _remove(self._stop_file)  # every chunk has settled
-        running = self._running_on_dead_workers()
-        _remove_markers(self._stop_file)
+            _stop_files.settled(self._stop_file)  # every chunk has settled
         if self.fatal is not None:
             raise worker_died(
                 self.call.label, loky_exit_codes(self.fatal), self.rows_lost, running,
@@ -459,6 +510,10 @@ class ProcessRun:
         if first_failure is not None:
             raise first_failure
         return self
+
+    def _pending_tasks(self):
+        with self._count_lock:
+            return list(self._pending)
 
     def _running_on_dead_workers(self):
         """``(pid, lo, hi)`` for each worker that is gone, from the marker it
