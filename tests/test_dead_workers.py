@@ -81,6 +81,20 @@ def test_the_pools_own_stop_is_not_a_death():
     assert watch.dead is None
 
 
+def test_a_worker_the_pool_retires_is_not_a_death():
+    # maxtasksperchild: the pool replaces workers that exit (code 0) by design.
+    pool = multiprocessing.get_context("spawn").Pool(2, maxtasksperchild=1)
+    try:
+        with DeadWorkerWatch(lambda: pool, 2) as watch:
+            for _ in range(6):
+                _wait(pool.apply_async(time.sleep, (0.1,)))
+            time.sleep(0.3)
+        assert watch.dead is None
+    finally:
+        pool.terminate()
+        pool.join()
+
+
 def test_another_pools_workers_are_not_its_concern():
     # Another call's pool, in another thread: its deaths are that call's.
     with spawn_pool() as ours, spawn_pool() as theirs:

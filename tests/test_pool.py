@@ -115,3 +115,20 @@ def test_the_temp_folder_setting_is_used(tmp_path, monkeypatch):
     assert _pool.temp_folder() == str(folder) and folder.is_dir()
     ref = _pool._ModelStore().publish("a model")
     assert ref.path.startswith(str(folder))
+
+
+def test_a_relative_temp_folder_setting_is_made_absolute(tmp_path, monkeypatch):
+    # Files are removed at exit, perhaps from another working folder.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SKBATCH_TEMP_FOLDER", "skb-temp")
+    assert _pool.temp_folder() == str(tmp_path / "skb-temp")
+
+
+def test_a_model_folder_removed_between_calls_is_made_again(folders):
+    import shutil
+
+    store = _pool._ModelStore()
+    first = store.publish("a model")
+    shutil.rmtree(os.path.dirname(first.path))  # a cleanup job, say
+    again = store.publish("a model")
+    assert os.path.exists(again.path)

@@ -183,8 +183,11 @@ class DeadWorkerWatch:
                     with contextlib.suppress(Exception):
                         seen.join(0.5)  # its exit code, once reaped
                     return pid, seen.exitcode
-        if len(self._seen) > self._n_processes:
-            # The pool replaced a worker that exited between two looks.
+        if len(self._seen) > self._n_processes and not getattr(
+            pool, "_maxtasksperchild", None
+        ):
+            # The pool replaced a worker that exited between two looks (not
+            # one it retired after its maxtasksperchild tasks).
             gone = [p for p in self._seen.values() if p.exitcode is not None]
             return (gone[0].pid, gone[0].exitcode) if gone else (None, None)
         return None

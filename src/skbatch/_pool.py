@@ -233,6 +233,8 @@ def temp_folder() -> str:
     written, else the system's temporary folder."""
     folder = os.environ.get("SKBATCH_TEMP_FOLDER")
     if folder:
+        # Absolute: the files are removed at exit, from any working folder.
+        folder = os.path.abspath(os.path.expanduser(folder))
         try:
             os.makedirs(folder, exist_ok=True)
         except OSError as exc:
@@ -280,6 +282,8 @@ class _ModelStore:
     def _write(self, digest: str, data: bytes) -> str:
         """The file holding ``data``, written (atomically) unless it exists.
         Past a full ``/dev/shm``, the folder moves to the temporary folder."""
+        if self._folder is not None and not os.path.isdir(self._folder):
+            self._folder = None  # removed meanwhile (a temp folder cleaned)
         parent = temp_folder() if self._folder is None else None
         try:
             if self._folder is None:

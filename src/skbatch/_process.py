@@ -169,8 +169,9 @@ def batch_process(
         Workers, the calling thread included; None: one per core (or the
         ``n_jobs`` of a surrounding ``joblib.parallel_config``), -1: all cores.
     batch_size : int, default=None
-        Items per chunk handed to a worker; None sizes chunks from timing the
-        first items.
+        Items per chunk handed to a worker, at most (the first chunk, timed
+        to size the others, and the last may be smaller); None sizes chunks
+        from timing the first items.
     progress : bool or {"overall", "workers"}, default=True
         One bar of completed items (``True``/``"overall"``), the same plus one
         bar per worker (``"workers"``), or none (``False``).

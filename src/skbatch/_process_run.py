@@ -239,8 +239,8 @@ class ProcessRun:
             with open(partial, "w") as f:
                 f.write(str(row))
             os.replace(partial, self._stop_file)
-        except OSError:
-            pass  # no temp dir: queued chunks will run, and be dropped
+        except OSError:  # no room: queued chunks will run, and be dropped
+            _remove(partial)
         for future in pending:
             if row < 0 or future.skbatch_lo > row:
                 future.cancel()
