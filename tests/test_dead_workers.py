@@ -95,13 +95,22 @@ def test_a_worker_the_pool_retires_is_not_a_death():
         pool.join()
 
 
-def test_another_pools_workers_are_not_its_concern():
+def test_another_pools_workers_are_not_its_concern(tmp_path):
     # Another call's pool, in another thread: its deaths are that call's.
+    marks = str(tmp_path / "run")
     with spawn_pool() as ours, spawn_pool() as theirs:
         with DeadWorkerWatch(lambda: ours, 2) as watch:
             assert ours.map(abs, range(-3, 0)) == [3, 2, 1]
-            os.kill(theirs._pool[0].pid, signal.SIGKILL)
-            theirs.map(abs, range(8))  # a replacement starts there
+            theirs.apply_async(_mark_and_sleep, (marks,))
+            deadline = time.monotonic() + 30
+            while not marking_processes(marks) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            # A busy worker: an idle one holds the queue's lock, and killing
+            # it would leave their pool unable to terminate.
+            [busy] = marking_processes(marks)
+            os.kill(busy, signal.SIGKILL)
+            while busy in [p.pid for p in theirs._pool]:
+                time.sleep(0.01)  # a replacement starts there
             time.sleep(0.3)
     assert watch.dead is None
 
