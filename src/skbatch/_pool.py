@@ -350,9 +350,10 @@ def _write_once(path: str, data: bytes) -> str:
 
 
 def _model_file_error(folder: str, data: bytes, exc: OSError) -> ModelFileError:
+    setting = "Point" if os.environ.get("SKBATCH_TEMP_FOLDER") else "Set"
     return ModelFileError(
         f"skbatch could not write the model ({len(data) / 1e6:.1f} MB) to "
-        f"{folder}, where worker processes read it: {exc}. Set the "
+        f"{folder}, where worker processes read it: {exc}. {setting} the "
         "SKBATCH_TEMP_FOLDER environment variable to a folder with room, or "
         "use backend='threading', which shares the model instead of sending it."
     )

@@ -62,6 +62,11 @@ def _remove_markers(stop_file):
     remove_marks(f"{stop_file}.run")
 
 
+def _remove_call_files(stop_file):
+    _remove(stop_file)
+    _remove_markers(stop_file)
+
+
 class _StopFiles:
     """Stop files (and batch markers) of calls that ended, kept while tasks
     they sent may still start (after a failure or an interrupt), then
@@ -85,8 +90,7 @@ class _StopFiles:
         """Every task of ``stop_file``'s call has settled: remove it now."""
         with self._lock:
             self._kept.pop(stop_file, None)
-        _remove(stop_file)
-        _remove_markers(stop_file)
+        _remove_call_files(stop_file)
 
     def sweep(self):
         """Remove the files whose calls' tasks have all settled since."""
@@ -99,15 +103,13 @@ class _StopFiles:
             for path in done:
                 del self._kept[path]
         for path in done:
-            _remove(path)
-            _remove_markers(path)
+            _remove_call_files(path)
 
     def remove_all(self):
         with self._lock:
             paths, self._kept = list(self._kept), {}
         for path in paths:
-            _remove(path)
-            _remove_markers(path)
+            _remove_call_files(path)
 
 
 _stop_files = _StopFiles()
